@@ -1,0 +1,3 @@
+"""dumpfilter: makedumpfile-compatible crash-dump filter and compressor."""
+
+__version__ = "0.1.0"

@@ -1,0 +1,5 @@
+import sys
+
+from dumpfilter.cli import main
+
+sys.exit(main())

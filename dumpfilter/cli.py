@@ -1,0 +1,230 @@
+"""``dumpfilter``: makedumpfile's command line, our engine.
+
+Argument parsing, messages and exit codes only; the work happens in
+``dumpfilter.filter`` and friends. Exit codes are makedumpfile's: 0 done,
+1 failed (any error, including bad arguments), 2 wrong release.
+"""
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import sys
+import time
+from typing import List, Optional
+
+from dumpfilter import __version__
+from dumpfilter.errors import DumpFilterError, OutputExistsError, UsageError
+
+EXIT_OK = 0
+EXIT_FAILED = 1
+EXIT_WRONG_RELEASE = 2
+
+ML_PROGRESS, ML_COMMON, ML_ERROR, ML_DEBUG, ML_REPORT = 1, 2, 4, 8, 16
+DEFAULT_MESSAGE_LEVEL = 7
+
+_CODEC_OPTIONS = {"c": "zlib", "l": "lzo", "p": "snappy", "z": "zstd"}
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str):  # one line, makedumpfile's exit code
+        raise UsageError(message)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = _Parser(
+        prog="dumpfilter",
+        usage="dumpfilter [-c|-l|-p|-z] [-d LEVEL] [--message-level N] [-f] [-D] VMCORE DUMPFILE",
+        description="Filter and compress a Linux crash dump into the kdump-compressed "
+                    "format (makedumpfile-compatible options).",
+        add_help=False,
+    )
+    comp = p.add_mutually_exclusive_group()
+    comp.add_argument("-c", dest="codec", action="store_const", const="zlib",
+                      help="compress each page with zlib (level 1)")
+    comp.add_argument("-l", dest="codec", action="store_const", const="lzo",
+                      help="compress each page with LZO1X-1")
+    comp.add_argument("-p", dest="codec", action="store_const", const="snappy",
+                      help="compress each page with snappy")
+    comp.add_argument("-z", dest="codec", action="store_const", const="zstd",
+                      help="compress each page with zstd (level 1)")
+    p.add_argument("-d", dest="dump_level", default="0", metavar="LEVEL",
+                   help="dump level 0-31 (1 zero, 2 cache, 4 cache+private, 8 user, 16 free); "
+                        "a comma list gives fallback levels, the first is used")
+    p.add_argument("--message-level", type=int, default=DEFAULT_MESSAGE_LEVEL, metavar="N",
+                   help="message bitmask: 1 progress, 2 common, 4 error, 8 debug, 16 report")
+    p.add_argument("--show-stats", action="store_true", help="print the page-count report")
+    p.add_argument("-f", dest="force", action="store_true", help="overwrite an existing DUMPFILE")
+    p.add_argument("-D", dest="debug", action="store_true", help="print debugging messages")
+    p.add_argument("-h", "--help", action="store_true", help="show this help and exit")
+    p.add_argument("-v", dest="version", action="store_true", help="show the version and exit")
+    p.add_argument("paths", nargs="*", metavar="VMCORE DUMPFILE")
+    return p
+
+
+def parse_dump_level(text: str) -> int:
+    levels = []
+    for part in text.split(","):
+        try:
+            v = int(part, 10)
+        except ValueError:
+            raise UsageError(f"invalid dump level {part!r}") from None
+        if not 0 <= v <= 31:
+            raise UsageError(f"dump level {v} is out of range (0-31)")
+        levels.append(v)
+    return levels[0]
+
+
+class Messages:
+    """makedumpfile's message classes, on stderr."""
+
+    def __init__(self, level: int):
+        self.level = level
+        self._last_progress = 0.0
+
+    def common(self, text: str) -> None:
+        if self.level & ML_COMMON:
+            print(text, file=sys.stderr)
+
+    def error(self, text: str) -> None:
+        if self.level & ML_ERROR:
+            print(f"dumpfilter: {text}", file=sys.stderr)
+
+    def report(self, text: str) -> None:
+        if self.level & ML_REPORT:
+            print(text, file=sys.stderr)
+
+    def progress(self, step: str, done: int, total: int) -> None:
+        if not self.level & ML_PROGRESS:
+            return
+        now = time.monotonic()
+        if done < total and now - self._last_progress < 1.0:
+            return
+        self._last_progress = now
+        pct = 100.0 * done / total if total else 100.0
+        end = "\n" if done >= total else "\r"
+        print(f"{step:<50}: [{pct:5.1f} %] ", end=end, file=sys.stderr, flush=True)
+
+
+def format_report(stats) -> str:
+    """makedumpfile's page-count table. Unlike makedumpfile, pages aliased
+    by two PT_LOADs (the kernel image in /proc/vmcore) are counted once."""
+    ex = stats.excluded
+    lines = [
+        "",
+        f"Original pages  : 0x{stats.original:016x}",
+        f"  Excluded pages   : 0x{stats.excluded_total:016x}",
+        f"    Pages filled with zero  : 0x{ex.get('zero', 0):016x}",
+        f"    Non-private cache pages : 0x{ex.get('cache', 0):016x}",
+        f"    Private cache pages     : 0x{ex.get('cache_private', 0):016x}",
+        f"    User process data pages : 0x{ex.get('user', 0):016x}",
+        f"    Free pages              : 0x{ex.get('free', 0):016x}",
+        f"    Hwpoison pages          : 0x{ex.get('hwpoison', 0):016x}",
+        f"    Offline pages           : 0x{ex.get('offline', 0):016x}",
+        f"  Remaining pages  : 0x{stats.remaining:016x}",
+    ]
+    if stats.original:
+        lines.append(f"  (The number of pages is reduced to {stats.remaining * 100 // stats.original}%.)")
+    lines += [
+        f"Memory Hole     : 0x{stats.memory_hole:016x}",
+        "--------------------------------------------------",
+        f"Total pages     : 0x{stats.max_mapnr:016x}",
+        f"Write bytes     : {stats.bytes_written}",
+        "",
+    ]
+    return "\n".join(lines)
+
+
+def _open_output(path: str, force: bool) -> int:
+    flags = os.O_RDWR | os.O_CREAT | (os.O_TRUNC if force else os.O_EXCL)
+    try:
+        return os.open(path, flags, 0o644)
+    except FileExistsError:
+        raise OutputExistsError(f"{path} already exists; use -f to overwrite it") from None
+
+
+def run_filter(args, msgs: Messages) -> int:
+    from dumpfilter.filter import FilterOptions, filter_dump
+    from dumpfilter.readers import open_dump
+    from dumpfilter.writers.kdump import FileSink
+
+    if len(args.paths) != 2:
+        raise UsageError("expected VMCORE DUMPFILE")
+    vmcore, dumpfile = args.paths
+    level = parse_dump_level(args.dump_level)
+    source = open_dump(vmcore)
+    fd = -1
+    done = False
+    try:
+        fd = _open_output(dumpfile, args.force)
+        stats = filter_dump(source, FileSink(fd),
+                            FilterOptions(level, args.codec, progress=msgs.progress))
+        os.fsync(fd)
+        done = True
+    finally:
+        if fd >= 0:
+            os.close(fd)
+            if not done:
+                # Never leave a file that could pass for a finished dump.
+                try:
+                    os.unlink(dumpfile)
+                except OSError:
+                    pass
+        source.close()
+    for w in stats.warnings:
+        msgs.common(f"WARNING: {w}")
+    if args.show_stats:
+        msgs.level |= ML_REPORT
+    msgs.report(format_report(stats))
+    msgs.common(f"The dumpfile is saved to {dumpfile}.")
+    msgs.common("\ndumpfilter Completed.")
+    return EXIT_OK
+
+
+def _usage_text(parser) -> str:
+    from dumpfilter.compress import CODECS
+
+    lines = [parser.format_help().rstrip(), "", "codecs: " + ", ".join(
+        f"{c.option} {c.name}" for c in CODECS.values())]
+    return "\n".join(lines)
+
+
+def main(argv: Optional[List[str]] = None) -> int:
+    parser = build_parser()
+    msgs = Messages(DEFAULT_MESSAGE_LEVEL)
+    try:
+        args = parser.parse_args(argv)
+        msgs.level = args.message_level
+        if args.debug:
+            msgs.level |= ML_DEBUG
+        logging.basicConfig(
+            level=logging.DEBUG if msgs.level & ML_DEBUG else logging.WARNING,
+            format="dumpfilter: %(message)s")
+        if args.help:
+            print(_usage_text(parser))
+            return EXIT_OK
+        if args.version:
+            print(f"dumpfilter: version {__version__}")
+            return EXIT_OK
+        return run_filter(args, msgs)
+    except UsageError as e:
+        msgs.error(f"{e} (try 'dumpfilter -h')")
+        return EXIT_FAILED
+    except DumpFilterError as e:
+        msgs.error(str(e))
+        return e.exit_code
+    except OSError as e:
+        msgs.error(f"{str(e.filename) + ': ' if e.filename else ''}{e.strerror or e}")
+        return EXIT_FAILED
+    except KeyboardInterrupt:
+        msgs.error("interrupted")
+        return EXIT_FAILED
+    except Exception as e:  # a bug: still one line, unless debugging
+        if msgs.level & ML_DEBUG:
+            raise
+        msgs.error(f"internal error: {type(e).__name__}: {e} (run with -D for a traceback)")
+        return EXIT_FAILED
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

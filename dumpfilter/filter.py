@@ -1,0 +1,217 @@
+"""The filter job: a dump in, a kdump-compressed dump out.
+
+Pass 1 classifies every pfn cycle by cycle and writes both bitmaps into the
+output (or a temporary file when the output cannot be read back), counting
+the dumpable pages. Pass 2 reads the 2nd bitmap back one cycle at a time,
+maps the page contents in windows, finds zero pages (C), compresses the
+rest and streams descriptors and data. Memory stays fixed: one cycle of
+bitmaps, one window of pages, the write buffers.
+"""
+from __future__ import annotations
+
+import logging
+import tempfile
+from dataclasses import dataclass, field
+from typing import Callable, List, Optional
+
+from dumpfilter._core import check, ffi, lib
+from dumpfilter.bitmaps import count_bits
+from dumpfilter.classify import CLASS_NAMES, Classifier
+from dumpfilter.compress import CODECS
+from dumpfilter.errors import DumpFilterError, FaultError
+from dumpfilter.memory.x86_64 import X86_64Memory, kernel_phys_base
+from dumpfilter.readers.base import DumpSource
+from dumpfilter.vmcoreinfo import VmcoreInfo
+from dumpfilter.writers.kdump import (
+    KdumpHeaderFields,
+    PAGE_DESC,
+    KdumpLayout,
+    PageStream,
+    Sink,
+    pack_headers,
+)
+
+log = logging.getLogger(__name__)
+
+#: Pages handed to zero detection/compression at once (4 MiB at 4 KiB).
+WINDOW_PAGES = 1024
+
+
+@dataclass
+class FilterOptions:
+    dump_level: int = 0
+    codec: Optional[str] = None  # "zlib", "lzo", "snappy", "zstd" or None
+    # Called as progress(step, done, total); the CLI prints it.
+    progress: Optional[Callable[[str, int, int], None]] = None
+
+
+@dataclass
+class FilterStats:
+    """makedumpfile's report numbers, counted right (see ``original``)."""
+
+    max_mapnr: int = 0
+    original: int = 0  # pfns in the 1st bitmap (RAM pages in the input)
+    excluded: dict = field(default_factory=dict)  # class name -> pages
+    dumpable: int = 0  # set bits of the 2nd bitmap (zero pages included)
+    zero_pages: int = 0
+    pages_written: int = 0  # pages with their own data block
+    bytes_written: int = 0
+    warnings: List[str] = field(default_factory=list)
+
+    @property
+    def excluded_total(self) -> int:
+        return sum(self.excluded.values())
+
+    @property
+    def remaining(self) -> int:
+        return self.original - self.excluded_total
+
+    @property
+    def memory_hole(self) -> int:
+        return self.max_mapnr - self.original
+
+
+def read_utsname(source: DumpSource, info: VmcoreInfo, mem: Optional[X86_64Memory]) -> bytes:
+    """``struct new_utsname`` (6 x 65 bytes) of the dumped kernel: from
+    ``init_uts_ns`` in memory, else from a kdump input's header."""
+    addr = info.symbol("init_uts_ns")
+    if addr is not None and mem is not None:
+        try:
+            return mem.read(addr + (info.offset("uts_namespace.name") or 0), 390)
+        except FaultError:
+            pass
+    uts = getattr(source, "utsname_raw", None)
+    if uts:
+        return uts
+    raise DumpFilterError(f"{source.path}: cannot read the kernel's utsname (init_uts_ns)")
+
+
+def _bit_slice(bitmap: bytes, start: int, n: int) -> bytes:
+    """Bits ``[start, start+n)`` of an LSB-first bitmap as a new bitmap."""
+    lo, hi = start // 8, (start + n + 7) // 8 + 1
+    v = int.from_bytes(bitmap[lo:hi], "little") >> (start % 8)
+    return (v & ((1 << n) - 1)).to_bytes((n + 7) // 8, "little")
+
+
+class _BitmapStore:
+    """Where pass 2 finds the 2nd bitmap: the output itself if the sink can
+    read, else an unlinked temporary file."""
+
+    def __init__(self, sink: Sink, offset: int):
+        self.sink, self.offset = sink, offset
+        self.tmp = None
+
+    def write(self, start_pfn: int, data: bytes) -> None:
+        if self.tmp is None and self.sink.pread(0, 0) is None:
+            self.tmp = tempfile.TemporaryFile(prefix="dumpfilter-bitmap")
+        if self.tmp is not None:
+            self.tmp.seek(start_pfn // 8)
+            self.tmp.write(data)
+
+    def read(self, start_pfn: int, nbytes: int) -> bytes:
+        if self.tmp is not None:
+            self.tmp.seek(start_pfn // 8)
+            return self.tmp.read(nbytes)
+        return self.sink.pread(nbytes, self.offset + start_pfn // 8)
+
+
+def filter_dump(source: DumpSource, sink: Sink, options: FilterOptions) -> FilterStats:
+    """Filter ``source`` into a kdump-compressed file written to ``sink``."""
+    info = VmcoreInfo.parse(source.vmcoreinfo_raw)
+    level = options.dump_level
+    prior = getattr(source, "header", None)
+    if prior is not None and prior.dump_level:
+        # Re-filtering keeps what the earlier run excluded excluded.
+        level |= prior.dump_level
+    mem = X86_64Memory(source, info) if info.symbol("init_top_pgt") or info.symbol("swapper_pg_dir") else None
+    if level & 0x1E and not info:
+        raise DumpFilterError(
+            f"{source.path}: no VMCOREINFO; only dump levels 0 and 1 are possible")
+    codec = CODECS[options.codec] if options.codec else None
+    ps = source.page_size
+    layout = KdumpLayout(ps, source.max_pfn, len(source.notes))
+    fields = KdumpHeaderFields(
+        utsname=read_utsname(source, info, mem),
+        crashtime=info.crashtime or 0,
+        phys_base=kernel_phys_base(info, source),
+        dump_level=level,
+        notes=source.notes,
+        status=codec.flag if codec else 0,
+    )
+    stats = FilterStats(max_mapnr=source.max_pfn)
+    progress = options.progress or (lambda *a: None)
+
+    # Pass 1: bitmaps.
+    classifier = Classifier(source, info, level, mem=mem)
+    store = _BitmapStore(sink, layout.bitmap2_offset)
+    cycles = []
+    for cyc in classifier.cycles():
+        progress("Excluding unnecessary pages", cyc.start_pfn + cyc.npages, source.max_pfn)
+        sink.pwrite(cyc.bitmap1, layout.bitmap1_offset + cyc.start_pfn // 8)
+        sink.pwrite(cyc.bitmap2, layout.bitmap2_offset + cyc.start_pfn // 8)
+        store.write(cyc.start_pfn, bytes(cyc.bitmap2))
+        stats.original += count_bits(cyc.bitmap1, cyc.npages)
+        stats.dumpable += count_bits(cyc.bitmap2, cyc.npages)
+        cycles.append((cyc.start_pfn, cyc.npages))
+    # Both bitmap halves are block-aligned: pad the 2nd to its full size.
+    pad_at = layout.bitmap2_offset + layout.bitmap_half_blocks * ps
+    sink.pwrite(b"\0", pad_at - 1)
+    stats.warnings += classifier.result.warnings
+    for cid, name in CLASS_NAMES.items():
+        stats.excluded[name] = classifier.result.counts[cid]
+
+    # Pass 2: descriptors and page data.
+    stream = PageStream(sink, layout.desc_offset, layout.desc_offset + PAGE_DESC.size * stats.dumpable)
+    zero_offset = None
+    if level & 1:
+        zero_offset = stream.write_raw_data(bytes(ps))
+    zero_bits = bytearray(WINDOW_PAGES // 8 + 1)
+    count = ffi.new("uint64_t *")
+    for start, npages in cycles:
+        bitmap2 = store.read(start, (npages + 7) // 8)
+        for blk in range(0, npages, WINDOW_PAGES):
+            nblk = min(WINDOW_PAGES, npages - blk)
+            mask = _bit_slice(bitmap2, blk, nblk)
+            if not any(mask):
+                continue
+            for pfn, n, view in source.page_windows(start + blk, nblk):
+                wmask = _bit_slice(bitmap2, pfn - start, n)
+                if level & 1:
+                    check(lib.df_find_zero_pages(ffi.from_buffer(view), n, ps,
+                                                 ffi.from_buffer(wmask),
+                                                 ffi.from_buffer(zero_bits, require_writable=True),
+                                                 count), "finding zero pages")
+                    stats.zero_pages += count[0]
+                _store_window(stream, view, n, ps, wmask, zero_bits if level & 1 else None,
+                              zero_offset, codec)
+                view.release()
+            progress("Copying data", start + blk + nblk, source.max_pfn)
+    stream.flush()
+    stats.excluded["zero"] = stats.zero_pages
+    stats.pages_written = stream.pages - stats.zero_pages
+    if stream.pages != stats.dumpable:
+        raise DumpFilterError(
+            f"internal error: wrote {stream.pages} descriptors for {stats.dumpable} dumpable pages")
+    # Headers last: only a finished run has a valid signature.
+    sink.pwrite(pack_headers(layout, fields), 0)
+    sink.flush()
+    stats.bytes_written = stream.data_pos
+    return stats
+
+
+def _store_window(stream: PageStream, view: memoryview, n: int, ps: int, mask: bytes,
+                  zero_bits: Optional[bytearray], zero_offset: Optional[int], codec) -> None:
+    for i in range(n):
+        if not mask[i >> 3] >> (i & 7) & 1:
+            continue
+        if zero_bits is not None and zero_bits[i >> 3] >> (i & 7) & 1:
+            stream.add_shared(zero_offset, ps)
+            continue
+        page = view[i * ps : (i + 1) * ps]
+        if codec is not None:
+            data = codec.compress(page)
+            if len(data) < ps:
+                stream.add(data, codec.flag)
+                continue
+        stream.add(page, 0)
+

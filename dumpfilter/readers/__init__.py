@@ -1,0 +1,65 @@
+"""Dump readers. ``open_dump(path)`` probes the formats in turn:
+
+1. makedumpfile flattened stream ("makedumpfile" signature) holding a
+   kdump-compressed file: read in place, no rebuild;
+2. kdump-compressed ("KDUMP   ") or old diskdump ("DISKDUMP");
+3. ELF core (``\\x7fELF``), via ``dumpfilter.readers.elf.ElfSource``.
+"""
+from __future__ import annotations
+
+import os
+from typing import Union
+
+from dumpfilter.errors import NotAVmcoreError, UnsupportedDumpError
+from dumpfilter.readers.base import DumpHeaderInfo, DumpSource, PhysRange
+
+ELF_MAGIC = b"\x7fELF"
+
+__all__ = ["open_dump", "DumpSource", "DumpHeaderInfo", "PhysRange", "ELF_MAGIC"]
+
+
+def _head(path: str, size: int) -> bytes:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        return os.pread(fd, size, 0)
+    finally:
+        os.close(fd)
+
+
+def _open_elf(path: str) -> DumpSource:
+    try:
+        from dumpfilter.readers.elf import ElfSource
+    except ImportError as e:
+        raise UnsupportedDumpError(f"{path}: ELF dumps cannot be read: no ELF reader ({e})") from None
+    return ElfSource(path)
+
+
+def open_dump(path: Union[str, "os.PathLike[str]"]) -> DumpSource:
+    """Open a dump of any supported format. Raises ``NotAVmcoreError`` for
+    an unknown file; OSError if it cannot be opened."""
+    from dumpfilter.readers.flattened import FlattenedFile, is_flattened
+    from dumpfilter.readers.kdump import DISKDUMP_SIGNATURE, KDUMP_SIGNATURE, KdumpSource
+
+    path = os.fspath(path)
+    head = _head(path, 16)
+    if is_flattened(head):
+        flat = FlattenedFile(path)
+        try:
+            inner = flat.pread(0, 8)
+            if inner in (KDUMP_SIGNATURE, DISKDUMP_SIGNATURE):
+                return KdumpSource(path, file=flat)
+            if inner[:4] == ELF_MAGIC:
+                raise UnsupportedDumpError(
+                    f"{path}: flattened ELF dumps are not supported; rebuild with 'makedumpfile -R'"
+                )
+            raise NotAVmcoreError(
+                f"{path}: flattened stream holds no KDUMP or ELF dump (starts with {inner!r})"
+            )
+        except BaseException:
+            flat.close()
+            raise
+    if head[:8] in (KDUMP_SIGNATURE, DISKDUMP_SIGNATURE):
+        return KdumpSource(path)
+    if head[:4] == ELF_MAGIC:
+        return _open_elf(path)
+    raise NotAVmcoreError(f"{path}: not a vmcore (no ELF, KDUMP or flattened signature)")

@@ -1,0 +1,144 @@
+"""The one interface every dump format implements.
+
+A *source* answers, for one dump: page size, the raw ELF note blob, the
+VMCOREINFO text, which pfns exist as RAM (1st bitmap / PT_LOADs), which of
+those are present in the file (2nd bitmap; all of them for ELF), and the
+contents of physical pages. Formats are probed in turn by
+``dumpfilter.readers.open_dump``.
+
+Contents are read in batches of pages into caller-owned buffers; nothing here
+is called once per page on a hot path.
+"""
+from __future__ import annotations
+
+import abc
+from dataclasses import dataclass
+from typing import Iterator, Optional, Sequence, Tuple
+
+from dumpfilter.errors import FaultError
+
+
+@dataclass(frozen=True)
+class PhysRange:
+    """Physical memory ``[start, end)`` in bytes that the source covers.
+
+    ``file_end`` (<= end) is where bytes backed by the file stop; the rest
+    reads as zeros (ELF ``p_filesz < p_memsz``).
+    """
+
+    start: int
+    end: int
+    file_end: int
+
+
+@dataclass(frozen=True)
+class DumpHeaderInfo:
+    """What a kdump-compressed source records about an earlier filtering;
+    ELF sources report dump_level 0 and no codec."""
+
+    dump_level: int = 0
+    compression: str = "none"
+    incomplete: bool = False
+    excluded_vmemmap: bool = False
+    phys_base: Optional[int] = None
+    eraseinfo: bytes = b""
+
+
+class DumpSource(abc.ABC):
+    """A readable dump. Subclasses: ``ElfSource``, ``KdumpSource``."""
+
+    #: Short name of the format ("elf", "kdump", "flattened kdump", ...).
+    format_name: str = "?"
+    #: Page size of the dumped kernel in bytes.
+    page_size: int
+    #: Raw ELF note blob (PT_NOTE contents), copied verbatim into outputs.
+    notes: bytes
+    #: Number of pfns the dump describes (makedumpfile's max_mapnr).
+    max_pfn: int
+    #: Path the source was opened from (for messages).
+    path: str
+    header: DumpHeaderInfo = DumpHeaderInfo()
+
+    @property
+    @abc.abstractmethod
+    def vmcoreinfo_raw(self) -> bytes:
+        """The VMCOREINFO note text, b"" if absent."""
+
+    @abc.abstractmethod
+    def ram_pfn_ranges(self) -> Sequence[Tuple[int, int]]:
+        """Sorted, merged ``[start_pfn, end_pfn)`` ranges of pfns that exist
+        (what makedumpfile's 1st bitmap marks)."""
+
+    def present_bitmap(self, start_pfn: int, npages: int, out: bytearray) -> None:
+        """Fill ``out`` (ceil(npages/8) bytes, LSB-first) with which pfns of
+        ``[start_pfn, start_pfn+npages)`` have contents in the file. The
+        default (ELF) is: every RAM pfn."""
+        from dumpfilter.bitmaps import ranges_to_bitmap
+
+        ranges_to_bitmap(self.ram_pfn_ranges(), start_pfn, npages, out)
+
+    @abc.abstractmethod
+    def read_pages(self, start_pfn: int, npages: int, out: memoryview) -> None:
+        """Copy the contents of ``npages`` pages starting at ``start_pfn``
+        into ``out`` (npages * page_size bytes). Pages that are not present
+        in the file read as zeros; callers that care consult
+        ``present_bitmap`` first."""
+
+    def page_windows(
+        self, start_pfn: int, npages: int
+    ) -> Iterator[Tuple[int, int, memoryview]]:
+        """Yield ``(pfn, count, view)`` windows covering the range, each
+        ``view`` holding ``count`` whole pages. Zero-copy where the format
+        allows (mmap'd ELF); a view is only valid until the next item is
+        requested. The default copies into one reused buffer."""
+        batch = max(1, (4 << 20) // self.page_size)
+        buf = bytearray(batch * self.page_size)
+        mv = memoryview(buf)
+        pfn, end = start_pfn, start_pfn + npages
+        while pfn < end:
+            n = min(batch, end - pfn)
+            view = mv[: n * self.page_size]
+            self.read_pages(pfn, n, view)
+            yield pfn, n, view
+            pfn += n
+
+    def read_phys(self, paddr: int, size: int) -> bytes:
+        """Read ``size`` bytes of physical memory. Raises ``FaultError`` if
+        any page touched is not RAM or not present in the file."""
+        out = bytearray(max(0, size))
+        self.read_phys_into(paddr, memoryview(out))
+        return bytes(out)
+
+    def read_phys_into(self, paddr: int, out: memoryview) -> None:
+        """Fill ``out`` from physical memory at ``paddr``, checking that
+        every page touched is present (one bitmap query for the span)."""
+        from dumpfilter.bitmaps import count_bits
+
+        size = len(out)
+        if size == 0:
+            return
+        ps = self.page_size
+        first, last = paddr // ps, (paddr + size - 1) // ps
+        n = last - first + 1
+        present = bytearray((n + 7) // 8)
+        self.present_bitmap(first, n, present)
+        if count_bits(present, n) != n:
+            for i in range(n):
+                if not present[i >> 3] >> (i & 7) & 1:
+                    raise FaultError("physical page not in dump", (first + i) * ps)
+        off = paddr - first * ps
+        if off == 0 and size == n * ps:
+            self.read_pages(first, n, out)
+            return
+        buf = bytearray(n * ps)
+        self.read_pages(first, n, memoryview(buf))
+        out[:] = buf[off : off + size]
+
+    def close(self) -> None:
+        """Release files and mappings."""
+
+    def __enter__(self) -> "DumpSource":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()

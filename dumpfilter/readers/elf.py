@@ -1,0 +1,254 @@
+"""ELF64 vmcores: /proc/vmcore, files copied from it, QEMU's
+``dump-guest-memory`` output and our own ``-E`` output.
+
+Physical memory comes from the PT_LOADs' ``p_paddr``; a PT_LOAD with
+``p_filesz < p_memsz`` reads zeros for the tail. Overlapping PT_LOADs (the
+kernel-image alias /proc/vmcore carries next to the direct map) are
+resolved once at open time into non-overlapping pieces. Contents are served
+through mmap windows (never one read() per page) that are unmapped after
+use, so resident memory stays bounded whatever the dump size.
+"""
+from __future__ import annotations
+
+import bisect
+import mmap
+import os
+import struct
+from dataclasses import dataclass
+from typing import Iterator, List, Sequence, Tuple
+
+from dumpfilter.bitmaps import merge_ranges
+from dumpfilter.elfnotes import find_vmcoreinfo
+from dumpfilter.errors import CorruptDumpError, NotAVmcoreError, TruncatedDumpError
+from dumpfilter.readers.base import DumpSource, PhysRange
+
+PT_LOAD = 1
+PT_NOTE = 4
+PN_XNUM = 0xFFFF
+ET_CORE = 4
+EM_X86_64 = 62
+
+_EHDR = struct.Struct("<16sHHIQQQIHHHHHH")
+_PHDR = struct.Struct("<IIQQQQQQ")
+_SHDR = struct.Struct("<IIQQQQIIQQ")
+
+#: Largest mmap window handed out by page_windows (bytes).
+WINDOW_BYTES = 4 << 20
+
+
+@dataclass(frozen=True)
+class LoadSegment:
+    """One PT_LOAD program header."""
+
+    index: int
+    offset: int
+    vaddr: int
+    paddr: int
+    filesz: int
+    memsz: int
+
+
+@dataclass(frozen=True)
+class _Piece:
+    """Non-overlapping physical range ``[start, end)``; bytes below
+    ``file_end`` live at ``offset + (paddr - start)`` in the file."""
+
+    start: int
+    end: int
+    file_end: int
+    offset: int
+
+
+def _pieces(segments: Sequence[LoadSegment]) -> List[_Piece]:
+    """Resolve overlapping PT_LOADs: the segment that starts first (the
+    larger one on ties) owns the overlap."""
+    out: List[_Piece] = []
+    covered = 0
+    for seg in sorted(segments, key=lambda s: (s.paddr, -s.memsz)):
+        start, end = max(seg.paddr, covered), seg.paddr + seg.memsz
+        if start >= end:
+            continue
+        file_end = min(end, seg.paddr + seg.filesz)
+        offset = seg.offset + (start - seg.paddr)
+        out.append(_Piece(start, end, max(start, file_end), offset))
+        covered = end
+    return out
+
+
+class ElfSource(DumpSource):
+    format_name = "elf"
+
+    def __init__(self, path: str):
+        self.path = path
+        self._fd = os.open(path, os.O_RDONLY)
+        try:
+            self._parse()
+        except BaseException:
+            os.close(self._fd)
+            raise
+
+    # -- parsing -------------------------------------------------------
+    def _pread(self, size: int, offset: int) -> bytes:
+        data = os.pread(self._fd, size, offset)
+        if len(data) != size:
+            raise TruncatedDumpError(
+                f"{self.path}: truncated: needs {size} bytes at offset {offset:#x}, "
+                f"file has {self._size} bytes"
+            )
+        return data
+
+    def _parse(self) -> None:
+        st = os.fstat(self._fd)
+        # /proc/vmcore reports its real size; a regular file's size is the
+        # truth for truncation checks.
+        self._size = st.st_size
+        ident = os.pread(self._fd, _EHDR.size, 0)
+        if len(ident) < 4 or ident[:4] != b"\x7fELF":
+            raise NotAVmcoreError(f"{self.path}: not an ELF file")
+        if len(ident) < _EHDR.size:
+            raise TruncatedDumpError(f"{self.path}: truncated ELF header")
+        if ident[4] != 2:
+            raise NotAVmcoreError(f"{self.path}: not an ELF64 file (only 64-bit vmcores are supported)")
+        if ident[5] != 1:
+            raise NotAVmcoreError(f"{self.path}: big-endian ELF is not supported")
+        (_, e_type, e_machine, _, _, e_phoff, e_shoff, _, _, e_phentsize, e_phnum,
+         e_shentsize, _, _) = _EHDR.unpack(ident)
+        if e_type != ET_CORE:
+            raise NotAVmcoreError(f"{self.path}: ELF type {e_type} is not a core file")
+        self.e_machine = e_machine
+        if e_phnum == PN_XNUM:
+            # Extended numbering: the real count is in section 0's sh_info.
+            if not e_shoff:
+                raise CorruptDumpError(f"{self.path}: e_phnum is PN_XNUM but there is no section header")
+            sh = _SHDR.unpack(self._pread(_SHDR.size, e_shoff))
+            e_phnum = sh[7]
+        if e_phentsize != _PHDR.size and e_phnum:
+            raise CorruptDumpError(f"{self.path}: program header size {e_phentsize}, expected {_PHDR.size}")
+        table = self._pread(e_phnum * _PHDR.size, e_phoff)
+        notes: List[bytes] = []
+        loads: List[LoadSegment] = []
+        for i in range(e_phnum):
+            p_type, _flags, off, vaddr, paddr, filesz, memsz, _align = _PHDR.unpack_from(
+                table, i * _PHDR.size
+            )
+            if p_type == PT_NOTE:
+                notes.append(self._pread(filesz, off))
+            elif p_type == PT_LOAD:
+                if filesz > memsz:
+                    raise CorruptDumpError(f"{self.path}: PT_LOAD {i} has p_filesz > p_memsz")
+                if off + filesz > self._size:
+                    raise TruncatedDumpError(
+                        f"{self.path}: truncated: PT_LOAD {i} needs bytes up to "
+                        f"{off + filesz:#x}, file has {self._size:#x}"
+                    )
+                loads.append(LoadSegment(i, off, vaddr, paddr, filesz, memsz))
+        if not loads:
+            raise NotAVmcoreError(f"{self.path}: ELF core without PT_LOAD segments")
+        self.notes = b"".join(notes)
+        self.segments: Tuple[LoadSegment, ...] = tuple(loads)
+        self._pieces = _pieces(loads)
+        self._starts = [p.start for p in self._pieces]
+        vi = find_vmcoreinfo(self.notes)
+        self._vmcoreinfo = self.notes[vi[0] : vi[0] + vi[1]] if vi else b""
+        # Page size comes from VMCOREINFO; x86_64 is 4096 everywhere else.
+        self.page_size = 4096
+        for line in self._vmcoreinfo.split(b"\n"):
+            if line.startswith(b"PAGESIZE="):
+                try:
+                    self.page_size = int(line[9:])
+                except ValueError:
+                    raise CorruptDumpError(f"{self.path}: bad VMCOREINFO PAGESIZE") from None
+        ps = self.page_size
+        # makedumpfile's 1st bitmap: pfns from paddr_to_pfn(start) up to
+        # paddr_to_pfn(end), both rounded down, so a partial last page is not
+        # RAM; max_mapnr rounds the highest end up.
+        self._ram = merge_ranges((s.paddr // ps, (s.paddr + s.memsz) // ps) for s in loads)
+        self.max_pfn = max(-(-(s.paddr + s.memsz) // ps) for s in loads)
+
+    # -- DumpSource ----------------------------------------------------
+    @property
+    def vmcoreinfo_raw(self) -> bytes:
+        return self._vmcoreinfo
+
+    def ram_pfn_ranges(self) -> Sequence[Tuple[int, int]]:
+        return self._ram
+
+    def phys_ranges(self) -> List[PhysRange]:
+        return [PhysRange(p.start, p.end, p.file_end) for p in self._pieces]
+
+    def _walk(self, paddr: int, size: int) -> Iterator[Tuple[int, int, int]]:
+        """Split ``[paddr, paddr+size)`` into (paddr, length, file_offset)
+        parts; file_offset is -1 for bytes that read as zero (holes and
+        ``p_filesz < p_memsz`` tails)."""
+        end = paddr + size
+        i = max(0, bisect.bisect_right(self._starts, paddr) - 1)
+        pos = paddr
+        while pos < end:
+            piece = self._pieces[i] if i < len(self._pieces) else None
+            if piece is None or pos < piece.start:
+                nxt = piece.start if piece is not None else end
+                n = min(end, nxt) - pos
+                yield pos, n, -1
+                pos += n
+                continue
+            if pos >= piece.end:
+                i += 1
+                continue
+            if pos < piece.file_end:
+                n = min(end, piece.file_end) - pos
+                yield pos, n, piece.offset + (pos - piece.start)
+            else:
+                n = min(end, piece.end) - pos
+                yield pos, n, -1
+            pos += n
+
+    def read_pages(self, start_pfn: int, npages: int, out: memoryview) -> None:
+        ps = self.page_size
+        base = start_pfn * ps
+        for pos, n, off in self._walk(base, npages * ps):
+            dst = out[pos - base : pos - base + n]
+            if off < 0:
+                dst[:] = bytes(n)
+            else:
+                got = os.preadv(self._fd, [dst], off)
+                if got != n:
+                    raise TruncatedDumpError(f"{self.path}: short read at offset {off:#x}")
+
+    def page_windows(self, start_pfn: int, npages: int):
+        """Zero-copy mmap windows where the pages are file-backed; copies
+        only at piece edges and for zero-filled parts."""
+        ps = self.page_size
+        per_window = max(1, WINDOW_BYTES // ps)
+        pfn, end_pfn = start_pfn, start_pfn + npages
+        while pfn < end_pfn:
+            n = min(per_window, end_pfn - pfn)
+            parts = list(self._walk(pfn * ps, n * ps))
+            first = parts[0]
+            if first[2] >= 0 and first[1] >= ps:
+                # Map the file-backed prefix, whole pages only.
+                n = first[1] // ps
+                off = first[2]
+                aligned = off - off % mmap.ALLOCATIONGRANULARITY
+                m = mmap.mmap(self._fd, n * ps + (off - aligned), mmap.MAP_SHARED,
+                              mmap.PROT_READ, offset=aligned)
+                view = memoryview(m)[off - aligned : off - aligned + n * ps]
+                try:
+                    yield pfn, n, view
+                finally:
+                    view.release()
+                    try:
+                        m.close()
+                    except BufferError:
+                        pass  # a consumer still holds a view; GC unmaps it
+            else:
+                # Zero-filled or mixed: copy this window's first part.
+                n = max(1, min(n, -(-first[1] // ps)))
+                buf = bytearray(n * ps)
+                self.read_pages(pfn, n, memoryview(buf))
+                yield pfn, n, memoryview(buf)
+            pfn += n
+
+    def close(self) -> None:
+        if self._fd >= 0:
+            os.close(self._fd)
+            self._fd = -1

@@ -1,0 +1,835 @@
+"""Reader for makedumpfile's kdump-compressed format ("KDUMP   "), also when
+flattened (read in place), and for the old "DISKDUMP" flavour.
+
+Layout (64-bit little-endian, as on x86_64; see makedumpfile-reference §1):
+
+    block 0                     struct disk_dump_header (464 bytes)
+    block 1 .. sub_hdr_size     struct kdump_sub_header (104 bytes) + note blob
+    (1 + sub_hdr_size) blocks   1st bitmap (RAM) | 2nd bitmap (dumpable)
+    (1 + sub_hdr_size + bitmap_blocks) blocks
+                                page_desc[number of set bits of the 2nd bitmap]
+                                page data (not aligned), eraseinfo
+
+Memory stays bounded whatever the dump size: bitmaps are read a block at a
+time (a few cached), and a pfn's descriptor index is the number of set bits
+of the 2nd bitmap below it, found from a prefix-count table with one integer
+per 32768-pfn section (like crash's ``valid_pages[]``) plus one C popcount.
+Pages are read in batches: one read for the batch's descriptors, one read per
+coalesced run of page data.
+
+All file access goes through a tiny "pread" interface (``PlainFile`` here,
+``FlattenedFile`` for flattened streams), so both work the same way.
+"""
+from __future__ import annotations
+
+import importlib
+import os
+import re
+import struct
+from array import array
+from bisect import bisect_right
+from collections import OrderedDict
+from dataclasses import dataclass
+from typing import Iterable, List, Optional, Sequence, Tuple, Union
+
+from dumpfilter.bitmaps import count_bits
+from dumpfilter.compress import (
+    CODEC_FLAGS,
+    FLAG_EXCLUDED_VMEMMAP,
+    FLAG_INCOMPLETE,
+    FLAG_LZO,
+    FLAG_SNAPPY,
+    FLAG_ZLIB,
+    FLAG_ZSTD,
+    codec_for_flag,
+    decompress_page,
+)
+from dumpfilter.elfnotes import find_vmcoreinfo
+from dumpfilter.errors import (
+    CodecError,
+    CorruptDumpError,
+    DumpFilterError,
+    NotAVmcoreError,
+    TruncatedDumpError,
+    UnsupportedDumpError,
+)
+from dumpfilter.readers.base import DumpHeaderInfo, DumpSource
+from dumpfilter.readers.flattened import FlattenedFile, is_flattened
+from dumpfilter.vmcoreinfo import VmcoreInfo
+
+try:  # Python >= 3.8
+    from typing import Protocol
+except ImportError:  # pragma: no cover
+    Protocol = object  # type: ignore[assignment]
+
+KDUMP_SIGNATURE = b"KDUMP   "
+DISKDUMP_SIGNATURE = b"DISKDUMP"
+MAX_HEADER_VERSION = 6
+MIN_BLOCK_SIZE = 4096
+MAX_BLOCK_SIZE = 262144
+
+#: struct disk_dump_header, LP64 little endian (464 bytes).
+DISK_HEADER = struct.Struct("<8si390s6xqqIiiIIIIIIi")
+#: struct kdump_sub_header, LP64 little endian (104 bytes).
+SUB_HEADER = struct.Struct("<QiiQQqQqQqQQQQ")
+#: struct page_desc: offset, size, flags, page_flags (24 bytes).
+PAGE_DESC = struct.Struct("<qIIQ")
+
+SECTION_PFNS = 32768  # pfns per prefix-count entry and per cached bitmap block
+_SECTION_BYTES = SECTION_PFNS // 8
+_BITMAP_CACHE = 32  # cached bitmap sections (128 KiB)
+BATCH_PAGES = 1024  # pfns per internal read batch
+_RUN_GAP = 64 << 10  # coalesce page data reads across gaps up to this
+_RUN_MAX = 16 << 20
+_MAX_BLOB = 64 << 20  # notes / vmcoreinfo / eraseinfo larger than this are corrupt
+_VALID_PAGE_FLAGS = frozenset((0, FLAG_ZLIB, FLAG_LZO, FLAG_SNAPPY, FLAG_ZSTD))
+_CODEC_MODULES = {
+    FLAG_ZLIB: "zlib",
+    FLAG_LZO: "dumpfilter.lzo",
+    FLAG_SNAPPY: "cramjam",
+    FLAG_ZSTD: "zstandard",
+}
+_BITPOS = [tuple(i for i in range(8) if b >> i & 1) for b in range(256)]
+_UNIFORM = re.compile(rb"\x00+|\xff+")
+
+
+class Preadable(Protocol):
+    """What the reader needs from its input: positional reads of the
+    (logical) file. ``pread`` returns fewer bytes only at the end."""
+
+    name: str
+    size: int
+
+    def pread(self, offset: int, size: int) -> bytes: ...
+
+    def close(self) -> None: ...
+
+
+class PlainFile:
+    """A regular file behind the ``Preadable`` interface."""
+
+    def __init__(self, path: Union[str, "os.PathLike[str]"]):
+        self.name = os.fspath(path)
+        self._fd = os.open(self.name, os.O_RDONLY)
+        self.size = os.fstat(self._fd).st_size
+
+    def pread(self, offset: int, size: int) -> bytes:
+        data = os.pread(self._fd, size, offset)
+        if len(data) == size or not data:
+            return data
+        parts = [data]  # a short read before EOF: keep going
+        got = len(data)
+        while got < size:
+            more = os.pread(self._fd, size - got, offset + got)
+            if not more:
+                break
+            parts.append(more)
+            got += len(more)
+        return b"".join(parts)
+
+    def close(self) -> None:
+        if self._fd >= 0:
+            os.close(self._fd)
+            self._fd = -1
+
+
+def open_preadable(path: Union[str, "os.PathLike[str]"]) -> Preadable:
+    """A ``FlattenedFile`` if ``path`` is a flattened stream, else a
+    ``PlainFile``."""
+    f = PlainFile(path)
+    try:
+        flat = is_flattened(f.pread(0, 16))
+    except BaseException:
+        f.close()
+        raise
+    if not flat:
+        return f
+    f.close()
+    return FlattenedFile(path)
+
+
+def _cstr(raw: bytes) -> str:
+    return raw.split(b"\0", 1)[0].decode("utf-8", "replace")
+
+
+@dataclass(frozen=True)
+class DiskDumpHeader:
+    """``struct disk_dump_header`` as stored (block 0)."""
+
+    signature: bytes
+    header_version: int
+    utsname: Tuple[str, str, str, str, str, str]  # sysname nodename release version machine domainname
+    timestamp_sec: int
+    timestamp_usec: int
+    status: int
+    block_size: int
+    sub_hdr_size: int
+    bitmap_blocks: int
+    max_mapnr: int  # the 32-bit field; see KdumpSource.max_pfn
+    total_ram_blocks: int
+    device_blocks: int
+    written_blocks: int
+    current_cpu: int
+    nr_cpus: int
+
+    @property
+    def sysname(self) -> str:
+        return self.utsname[0]
+
+    @property
+    def nodename(self) -> str:
+        return self.utsname[1]
+
+    @property
+    def release(self) -> str:
+        return self.utsname[2]
+
+    @property
+    def version(self) -> str:
+        return self.utsname[3]
+
+    @property
+    def machine(self) -> str:
+        return self.utsname[4]
+
+    @property
+    def domainname(self) -> str:
+        return self.utsname[5]
+
+
+@dataclass(frozen=True)
+class KdumpSubHeader:
+    """``struct kdump_sub_header`` (block 1). Fields the header version does
+    not define are 0; ``phys_base`` is the raw unsigned value."""
+
+    phys_base: int = 0
+    dump_level: int = 0
+    split: int = 0
+    start_pfn: int = 0
+    end_pfn: int = 0
+    offset_vmcoreinfo: int = 0
+    size_vmcoreinfo: int = 0
+    offset_note: int = 0
+    size_note: int = 0
+    offset_eraseinfo: int = 0
+    size_eraseinfo: int = 0
+    start_pfn_64: int = 0
+    end_pfn_64: int = 0
+    max_mapnr_64: int = 0
+
+
+def _parse_sub_header(raw: bytes, version: int) -> KdumpSubHeader:
+    v = SUB_HEADER.unpack(raw)
+    keep = [True, True]  # phys_base, dump_level (v >= 1)
+    keep += [version >= 2] * 3  # split, start_pfn, end_pfn
+    keep += [version >= 3] * 2  # vmcoreinfo
+    keep += [version >= 4] * 2  # notes
+    keep += [version >= 5] * 2  # eraseinfo
+    keep += [version >= 6] * 3  # *_64
+    return KdumpSubHeader(*(x if k else 0 for x, k in zip(v, keep)))
+
+
+def _signed64(v: int) -> int:
+    return v - (1 << 64) if v >= 1 << 63 else v
+
+
+def _byte_view(buf) -> memoryview:
+    mv = memoryview(buf)
+    return mv if mv.format == "B" and mv.ndim == 1 else mv.cast("B")
+
+
+def _is_block_size(v: int) -> bool:
+    return MIN_BLOCK_SIZE <= v <= MAX_BLOCK_SIZE and v & (v - 1) == 0
+
+
+class KdumpSource(DumpSource):
+    """A kdump-compressed dump (plain file or flattened stream).
+
+    Attributes beyond ``DumpSource``: ``disk_header`` (DiskDumpHeader),
+    ``sub_header`` (KdumpSubHeader; all zero for version 0 / DISKDUMP),
+    ``file`` (the Preadable), ``flattened``, ``split``, ``start_pfn`` /
+    ``end_pfn`` (the pfn range whose pages this file holds),
+    ``num_descriptors``, ``bitmap1_offset``, ``bitmap2_offset``,
+    ``bitmap_bytes`` (of one bitmap), ``desc_offset``.
+    """
+
+    def __init__(self, path: Union[str, "os.PathLike[str]"], *, file: Optional[Preadable] = None):
+        self.path = os.fspath(path)
+        self.file: Preadable = file if file is not None else open_preadable(self.path)
+        self.flattened = isinstance(self.file, FlattenedFile)
+        self._bm_cache: "OrderedDict[Tuple[int, int], bytes]" = OrderedDict()
+        self._codec_ok: set = {0}
+        self._ram_ranges: Optional[Tuple[Tuple[int, int], ...]] = None
+        self._zeros = b""
+        try:
+            self._open()
+        except BaseException:
+            if file is None:
+                self.file.close()
+            raise
+
+    # ------------------------------------------------------------- opening
+
+    def _open(self) -> None:
+        f, name = self.file, self.path
+        raw = f.pread(0, DISK_HEADER.size)
+        sig = raw[:8]
+        if sig not in (KDUMP_SIGNATURE, DISKDUMP_SIGNATURE):
+            raise NotAVmcoreError(f"{name}: no KDUMP or DISKDUMP signature")
+        if len(raw) < DISK_HEADER.size:
+            raise TruncatedDumpError(
+                f"{name}: file is {f.size} bytes, too short for the {DISK_HEADER.size}-byte"
+                " kdump header"
+            )
+        v = DISK_HEADER.unpack(raw)
+        uts = tuple(_cstr(v[2][i * 65 : (i + 1) * 65]) for i in range(6))
+        hdr = DiskDumpHeader(v[0], v[1], uts, *v[3:])  # type: ignore[arg-type]
+        self.disk_header = hdr
+        self.diskdump = sig == DISKDUMP_SIGNATURE
+        self.format_name = ("flattened " if self.flattened else "") + (
+            "diskdump" if self.diskdump else "kdump"
+        )
+        self._check_layout(raw, hdr)
+        bs = hdr.block_size
+        self.page_size = bs
+        version = hdr.header_version
+
+        # Sub header (KDUMP, version >= 1): one block at block_size.
+        if self.diskdump or version == 0:
+            sub = KdumpSubHeader()
+        else:
+            if hdr.sub_hdr_size < 1:
+                raise CorruptDumpError(
+                    f"{name}: sub_hdr_size {hdr.sub_hdr_size}: a version {version} header"
+                    " needs at least one sub header block"
+                )
+            raw_sub = f.pread(bs, SUB_HEADER.size)
+            if len(raw_sub) < SUB_HEADER.size:
+                raise TruncatedDumpError(f"{name}: file ends inside the kdump sub header")
+            sub = _parse_sub_header(raw_sub, version)
+        self.sub_header = sub
+        if hdr.sub_hdr_size < 0:
+            raise CorruptDumpError(f"{name}: negative sub_hdr_size {hdr.sub_hdr_size}")
+
+        max_mapnr = hdr.max_mapnr
+        if version >= 6 and sub.max_mapnr_64:
+            max_mapnr = sub.max_mapnr_64
+        self.max_pfn = max_mapnr
+
+        # Bitmaps.
+        self.bitmap1_offset = (1 + hdr.sub_hdr_size) * bs
+        total = hdr.bitmap_blocks * bs
+        need = (max_mapnr + 7) // 8
+        if total < need:
+            raise CorruptDumpError(
+                f"{name}: bitmap_blocks {hdr.bitmap_blocks} ({total} bytes) too small for"
+                f" max_mapnr {max_mapnr} ({need} bytes per bitmap)"
+            )
+        if total // 2 >= need:
+            self.bitmap_bytes = total // 2
+            self.bitmap2_offset = self.bitmap1_offset + total // 2
+        else:  # one bitmap serves both roles (crash, libkdumpfile)
+            self.bitmap_bytes = total
+            self.bitmap2_offset = self.bitmap1_offset
+        self.desc_offset = self.bitmap1_offset + total
+        if self.desc_offset > f.size:
+            raise TruncatedDumpError(
+                f"{name}: bitmaps end at {self.desc_offset}, beyond the end of the file"
+                f" ({f.size} bytes)"
+            )
+
+        # Pfn range held by this file.
+        self.split = bool(version >= 2 and sub.split and not self.diskdump)
+        if self.split:
+            lo, hi = (
+                (sub.start_pfn_64, sub.end_pfn_64) if version >= 6 else (sub.start_pfn, sub.end_pfn)
+            )
+            if not 0 <= lo <= hi <= max_mapnr:
+                raise CorruptDumpError(
+                    f"{name}: split piece pfn range [{lo:#x}, {hi:#x}) outside [0, {max_mapnr:#x})"
+                )
+            self.start_pfn, self.end_pfn = lo, hi
+        else:
+            self.start_pfn, self.end_pfn = 0, max_mapnr
+
+        self._build_prefix()
+        self._piece_base = self._count_below(self.start_pfn)
+        self.num_descriptors = self._count_below(self.end_pfn) - self._piece_base
+        entry = bs if self.diskdump else PAGE_DESC.size
+        end = self.desc_offset + self.num_descriptors * entry
+        self.incomplete = bool(hdr.status & FLAG_INCOMPLETE) and not self.diskdump
+        if end > f.size and not self.incomplete:
+            what = "page data" if self.diskdump else "page descriptor table"
+            raise TruncatedDumpError(
+                f"{name}: {what} for {self.num_descriptors} pages ends at {end}, beyond the end"
+                f" of the file ({f.size} bytes)"
+            )
+
+        # Notes, VMCOREINFO, eraseinfo.
+        self.notes = b""
+        if version >= 4 and sub.offset_note and sub.size_note:
+            self.notes = self._blob(sub.offset_note, sub.size_note, "ELF note blob")
+        vmci = b""
+        if self.notes:
+            try:
+                loc = find_vmcoreinfo(self.notes)
+            except CorruptDumpError as e:
+                raise CorruptDumpError(f"{name}: {e}") from None
+            if loc is not None:
+                vmci = self.notes[loc[0] : loc[0] + loc[1]]
+        if not vmci and version >= 3 and sub.offset_vmcoreinfo and sub.size_vmcoreinfo:
+            vmci = self._blob(sub.offset_vmcoreinfo, sub.size_vmcoreinfo, "VMCOREINFO")
+        self._vmcoreinfo_raw = vmci
+        erase = b""
+        if version >= 5 and sub.offset_eraseinfo and sub.size_eraseinfo:
+            erase = self._blob(sub.offset_eraseinfo, sub.size_eraseinfo, "eraseinfo")
+
+        bits = hdr.status & CODEC_FLAGS
+        try:
+            codec = codec_for_flag(bits)
+            comp = codec.name if codec else "none"
+        except CodecError:
+            comp = f"unknown({bits:#x})"
+        self.header = DumpHeaderInfo(
+            dump_level=sub.dump_level,
+            compression=comp,
+            incomplete=bool(hdr.status & FLAG_INCOMPLETE),
+            excluded_vmemmap=bool(hdr.status & FLAG_EXCLUDED_VMEMMAP),
+            phys_base=None if self.diskdump or version == 0 else _signed64(sub.phys_base),
+            eraseinfo=erase,
+        )
+
+    def _check_layout(self, raw: bytes, hdr: DiskDumpHeader) -> None:
+        name = self.path
+        if not 0 <= hdr.header_version <= MAX_HEADER_VERSION:
+            (be_version,) = struct.unpack_from(">i", raw, 8)
+            if 0 <= be_version <= MAX_HEADER_VERSION:
+                raise UnsupportedDumpError(
+                    f"{name}: big-endian kdump header; only little-endian 64-bit dumps are supported"
+                )
+            raise UnsupportedDumpError(
+                f"{name}: kdump header_version {hdr.header_version} unknown (supported: 0-6)"
+            )
+        if not _is_block_size(hdr.block_size):
+            (bs32,) = struct.unpack_from("<i", raw, 416)  # block_size of the 32-bit layout
+            if _is_block_size(bs32):
+                raise UnsupportedDumpError(
+                    f"{name}: 32-bit kdump header layout; only 64-bit dumps are supported"
+                )
+            raise CorruptDumpError(
+                f"{name}: block_size {hdr.block_size} is not a power of two in"
+                f" [{MIN_BLOCK_SIZE}, {MAX_BLOCK_SIZE}]"
+            )
+
+    def _blob(self, offset: int, size: int, what: str) -> bytes:
+        if offset < 0 or size > _MAX_BLOB:
+            raise CorruptDumpError(f"{self.path}: {what} at offset {offset}, size {size}: invalid")
+        data = self.file.pread(offset, size)
+        if len(data) != size:
+            raise TruncatedDumpError(
+                f"{self.path}: {what} [{offset}, {offset + size}) runs past the end of the file"
+                f" ({self.file.size} bytes)"
+            )
+        return data
+
+    def _build_prefix(self) -> None:
+        """prefix[s] = set bits of the 2nd bitmap below pfn s * SECTION_PFNS,
+        streamed through the C popcount 1 MiB at a time."""
+        nsec = (self.max_pfn + SECTION_PFNS - 1) // SECTION_PFNS
+        prefix = array("Q", bytes(8 * (nsec + 1)))
+        total, sec, step = 0, 0, 256  # sections per read
+        while sec < nsec:
+            n = min(step, nsec - sec)
+            buf = self.file.pread(self.bitmap2_offset + sec * _SECTION_BYTES, n * _SECTION_BYTES)
+            mv = memoryview(buf)
+            for i in range(n):
+                nbits = min(SECTION_PFNS, self.max_pfn - (sec + i) * SECTION_PFNS)
+                prefix[sec + i] = total
+                total += count_bits(mv[i * _SECTION_BYTES : (i + 1) * _SECTION_BYTES], nbits)
+            sec += n
+        prefix[nsec] = total
+        self._prefix = prefix
+
+    # ------------------------------------------------------------- bitmaps
+
+    def _section(self, which: int, sec: int) -> bytes:
+        """Raw bytes of one bitmap section (4096 bytes, fewer at the end)."""
+        key = (which, sec)
+        data = self._bm_cache.get(key)
+        if data is not None:
+            self._bm_cache.move_to_end(key)
+            return data
+        base = self.bitmap1_offset if which == 1 else self.bitmap2_offset
+        off = sec * _SECTION_BYTES
+        data = self.file.pread(base + off, min(_SECTION_BYTES, self.bitmap_bytes - off))
+        self._bm_cache[key] = data
+        if len(self._bm_cache) > _BITMAP_CACHE:
+            self._bm_cache.popitem(last=False)
+        return data
+
+    def _count_below(self, pfn: int) -> int:
+        """Set bits of the 2nd bitmap for pfns < ``pfn``."""
+        pfn = min(max(pfn, 0), self.max_pfn)
+        sec, rem = divmod(pfn, SECTION_PFNS)
+        n = self._prefix[sec]
+        if rem:
+            n += count_bits(self._section(2, sec), rem)
+        return n
+
+    def _bits(self, which: int, start: int, n: int) -> int:
+        """Bits of bitmap ``which`` for pfns [start, start+n) as an int
+        (bit i = pfn start+i); pfns >= max_pfn read as 0."""
+        lim = min(n, self.max_pfn - start)
+        if lim <= 0 or start < 0:
+            return 0
+        first, last = start >> 3, (start + lim - 1) >> 3
+        sec = first // _SECTION_BYTES
+        if sec == last // _SECTION_BYTES:
+            base = sec * _SECTION_BYTES
+            raw = self._section(which, sec)[first - base : last - base + 1]
+        else:
+            off = self.bitmap1_offset if which == 1 else self.bitmap2_offset
+            raw = self.file.pread(off + first, last - first + 1)
+        return (int.from_bytes(raw, "little") >> (start & 7)) & ((1 << lim) - 1)
+
+    def _present_bits(self, start: int, n: int) -> int:
+        """2nd bitmap bits restricted to this file's pfn range."""
+        lo, hi = max(start, self.start_pfn), min(start + n, self.end_pfn)
+        if lo >= hi:
+            return 0
+        return self._bits(2, lo, hi - lo) << (lo - start)
+
+    def present_bitmap(self, start_pfn: int, npages: int, out: bytearray) -> None:
+        nbytes = (npages + 7) // 8
+        v = self._present_bits(start_pfn, npages)
+        if v and self.incomplete:  # pages whose descriptor never reached the disk
+            pos = 0
+            while pos < npages:
+                cnt = min(BATCH_PAGES, npages - pos)
+                sub = (v >> pos) & ((1 << cnt) - 1)
+                for i, (off, _s, _f, _p) in self._batch_descs(start_pfn + pos, cnt, sub):
+                    if off == 0:
+                        v &= ~(1 << (pos + i))
+                pos += cnt
+        out[:nbytes] = v.to_bytes(nbytes, "little")
+
+    def ram_pfn_ranges(self) -> Sequence[Tuple[int, int]]:
+        if self._ram_ranges is None:
+            self._ram_ranges = tuple(self._runs(1))
+        return self._ram_ranges
+
+    def _runs(self, which: int) -> List[Tuple[int, int]]:
+        """Runs of set bits of a bitmap, streamed 1 MiB at a time."""
+        runs: List[Tuple[int, int]] = []
+        state, start, pos = 0, 0, 0
+        nbytes = (self.max_pfn + 7) // 8
+        base = self.bitmap1_offset if which == 1 else self.bitmap2_offset
+        chunk_size = 1 << 20
+        for coff in range(0, nbytes, chunk_size):
+            chunk = self.file.pread(base + coff, min(chunk_size, nbytes - coff))
+            i = 0
+            for m in _UNIFORM.finditer(chunk):
+                for byte in chunk[i : m.start()]:  # mixed bytes: bit by bit
+                    for bit in range(8):
+                        if (byte >> bit & 1) != state:
+                            if state:
+                                runs.append((start, pos + bit))
+                            else:
+                                start = pos + bit
+                            state ^= 1
+                    pos += 8
+                val = 1 if chunk[m.start()] == 0xFF else 0
+                if val != state:
+                    if state:
+                        runs.append((start, pos))
+                    else:
+                        start = pos
+                    state = val
+                pos += 8 * (m.end() - m.start())
+                i = m.end()
+            for byte in chunk[i:]:
+                for bit in range(8):
+                    if (byte >> bit & 1) != state:
+                        if state:
+                            runs.append((start, pos + bit))
+                        else:
+                            start = pos + bit
+                        state ^= 1
+                pos += 8
+        if state:
+            runs.append((start, pos))
+        limit = self.max_pfn
+        return [(a, min(b, limit)) for a, b in runs if a < limit]
+
+    # ---------------------------------------------------------- descriptors
+
+    def _read_descs(self, idx: int, k: int) -> List[Tuple[int, int, int, int]]:
+        """Descriptors idx .. idx+k-1 of this file, with one read."""
+        if self.diskdump:  # raw pages, one block each, in bitmap order
+            bs, base = self.page_size, self.desc_offset
+            return [(base + (idx + i) * bs, bs, 0, 0) for i in range(k)]
+        size = k * PAGE_DESC.size
+        raw = self.file.pread(self.desc_offset + idx * PAGE_DESC.size, size)
+        if len(raw) < size:
+            if not self.incomplete:
+                raise TruncatedDumpError(
+                    f"{self.path}: page descriptor table cut short at {self.file.size}"
+                )
+            raw += bytes(size - len(raw))  # never written: offset 0 = lost page
+        return list(PAGE_DESC.iter_unpack(raw))
+
+    def _batch_descs(
+        self, start: int, n: int, bits: int
+    ) -> List[Tuple[int, Tuple[int, int, int, int]]]:
+        """``(i, descriptor)`` for each set bit i of ``bits`` (pfn start+i)."""
+        if not bits:
+            return []
+        first = start + ((bits & -bits).bit_length() - 1)
+        positions: List[int] = []
+        raw = bits.to_bytes((n + 7) // 8, "little")
+        for bi, b in enumerate(raw):
+            if b:
+                base = bi * 8
+                positions.extend(base + p for p in _BITPOS[b])
+        idx = self._count_below(first) - self._piece_base
+        return list(zip(positions, self._read_descs(idx, len(positions))))
+
+    def descriptors(self, start_pfn: int, npages: int) -> List[Tuple[int, int, int, int, int]]:
+        """``(pfn, offset, size, flags, page_flags)`` of every page of
+        ``[start_pfn, start_pfn+npages)`` that this file holds, raw (not
+        validated). For tools that copy stored pages without decoding."""
+        out: List[Tuple[int, int, int, int, int]] = []
+        pos = 0
+        while pos < npages:
+            cnt = min(BATCH_PAGES, npages - pos)
+            s = start_pfn + pos
+            for i, d in self._batch_descs(s, cnt, self._present_bits(s, cnt)):
+                out.append((s + i, *d))
+            pos += cnt
+        return out
+
+    # ---------------------------------------------------------------- pages
+
+    def read_pages(self, start_pfn: int, npages: int, out: memoryview) -> None:
+        ps = self.page_size
+        mv = _byte_view(out)
+        if mv.nbytes < npages * ps:
+            raise ValueError(f"read_pages: buffer of {mv.nbytes} bytes for {npages} pages")
+        pos = 0
+        while pos < npages:
+            cnt = min(BATCH_PAGES, npages - pos)
+            self._read_batch(start_pfn + pos, cnt, mv[pos * ps : (pos + cnt) * ps])
+            pos += cnt
+
+    def _zeros_page(self) -> bytes:
+        if not self._zeros:
+            self._zeros = bytes(BATCH_PAGES * self.page_size)
+        return self._zeros[: self.page_size]
+
+    def _zero(self, view: memoryview) -> None:
+        if len(self._zeros) < len(view):
+            self._zeros = bytes(BATCH_PAGES * self.page_size)
+        view[:] = self._zeros[: len(view)]
+
+    def _check_codec(self, flags: int, pfn: int) -> None:
+        modname = _CODEC_MODULES[flags]
+        try:
+            importlib.import_module(modname)
+        except Exception as e:
+            codec = codec_for_flag(flags)
+            raise UnsupportedDumpError(
+                f"{self.path}: pfn {pfn:#x} is compressed with {codec.name if codec else flags},"
+                f" which this installation cannot decode ({modname}: {e})"
+            ) from None
+        self._codec_ok.add(flags)
+
+    def _read_batch(self, start: int, n: int, view: memoryview) -> None:
+        bits = self._present_bits(start, n)
+        if bits != (1 << n) - 1:
+            self._zero(view)
+        if not bits:
+            return
+        ps, fsize, name = self.page_size, self.file.size, self.path
+        items = self._batch_descs(start, n, bits)
+        wanted = []
+        for i, (off, size, flags, _pf) in items:
+            if off == 0 and self.incomplete:  # lost: its descriptor never got written
+                view[i * ps : (i + 1) * ps] = self._zeros_page()
+                continue
+            if off <= 0 or size <= 0 or size > ps:
+                raise CorruptDumpError(
+                    f"{name}: pfn {start + i:#x}: invalid page descriptor (offset {off},"
+                    f" size {size}, block_size {ps})"
+                )
+            if flags not in _VALID_PAGE_FLAGS:
+                raise CorruptDumpError(
+                    f"{name}: pfn {start + i:#x}: page descriptor has unknown flags {flags:#x}"
+                )
+            if flags == 0 and size != ps:
+                raise CorruptDumpError(
+                    f"{name}: pfn {start + i:#x}: uncompressed page of {size} bytes,"
+                    f" expected {ps}"
+                )
+            if off + size > fsize:
+                raise TruncatedDumpError(
+                    f"{name}: pfn {start + i:#x}: page data [{off}, {off + size}) runs past"
+                    f" the end of the file ({fsize} bytes)"
+                )
+            if flags not in self._codec_ok:
+                self._check_codec(flags, start + i)
+            wanted.append((off, size))
+        # Coalesce the data reads: sorted distinct extents, merged into runs.
+        runs: List[List[int]] = []
+        for off, size in sorted(set(wanted)):
+            if runs and off - runs[-1][1] <= _RUN_GAP and off + size - runs[-1][0] <= _RUN_MAX:
+                if off + size > runs[-1][1]:
+                    runs[-1][1] = off + size
+            else:
+                runs.append([off, off + size])
+        where = {}
+        for lo, hi in runs:
+            data = self.file.pread(lo, hi - lo)
+            if len(data) != hi - lo:
+                raise TruncatedDumpError(f"{name}: file cut short at {lo + len(data)}")
+            where[lo] = memoryview(data)
+        starts = [r[0] for r in runs]
+        for i, (off, size, flags, _pf) in items:
+            if off == 0:
+                continue  # lost page of an incomplete dump: zeros
+            lo = starts[bisect_right(starts, off) - 1]
+            data = where[lo][off - lo : off - lo + size]
+            dst = view[i * ps : (i + 1) * ps]
+            if flags == 0:
+                dst[:] = data
+                continue
+            try:
+                dst[:] = decompress_page(flags, data, ps)
+            except DumpFilterError as e:
+                raise CorruptDumpError(f"{name}: pfn {start + i:#x}: {e}") from None
+
+    # --------------------------------------------------------------- other
+
+    @property
+    def vmcoreinfo_raw(self) -> bytes:
+        return self._vmcoreinfo_raw
+
+    @property
+    def vmcoreinfo(self) -> VmcoreInfo:
+        """The VMCOREINFO note, parsed."""
+        return VmcoreInfo.parse(self._vmcoreinfo_raw)
+
+    def close(self) -> None:
+        self.file.close()
+        self._bm_cache.clear()
+
+    def __repr__(self) -> str:
+        return (
+            f"<KdumpSource {self.path!r} {self.format_name} v{self.disk_header.header_version}"
+            f" pfns [{self.start_pfn:#x}, {self.end_pfn:#x}) {self.num_descriptors} pages>"
+        )
+
+
+class KdumpSplitSet(DumpSource):
+    """The pieces of a ``makedumpfile --split`` dump read as one dump: each
+    piece holds the pages of its ``[start_pfn, end_pfn)``; reads are routed
+    by pfn (pfns no piece covers are absent). Header, notes and RAM map come
+    from the first piece (``incomplete`` if any piece is)."""
+
+    format_name = "split kdump"
+
+    def __init__(self, pieces: Iterable[Union[str, "os.PathLike[str]", KdumpSource]]):
+        opened: List[KdumpSource] = []
+        try:
+            for p in pieces:
+                opened.append(p if isinstance(p, KdumpSource) else KdumpSource(p))
+            if not opened:
+                raise CorruptDumpError("split dump: no pieces given")
+            for p in opened:
+                if not p.split:
+                    raise CorruptDumpError(f"{p.path}: not a split dump piece (split = 0)")
+            opened.sort(key=lambda p: (p.start_pfn, p.end_pfn))
+            first = opened[0]
+            for p in opened[1:]:
+                if p.page_size != first.page_size or p.max_pfn != first.max_pfn:
+                    raise CorruptDumpError(
+                        f"{p.path}: block_size/max_mapnr ({p.page_size}, {p.max_pfn}) differ"
+                        f" from {first.path} ({first.page_size}, {first.max_pfn})"
+                    )
+            for a, b in zip(opened, opened[1:]):
+                if b.start_pfn < a.end_pfn:
+                    raise CorruptDumpError(
+                        f"split pieces {a.path} and {b.path} overlap"
+                        f" ([{a.start_pfn:#x}, {a.end_pfn:#x}) and [{b.start_pfn:#x}, {b.end_pfn:#x}))"
+                    )
+        except BaseException:
+            for p in opened:
+                p.close()
+            raise
+        self.pieces: Tuple[KdumpSource, ...] = tuple(opened)
+        self.path = ", ".join(p.path for p in opened)
+        self.page_size = first.page_size
+        self.max_pfn = first.max_pfn
+        self.notes = first.notes
+        self.disk_header = first.disk_header
+        self.sub_header = first.sub_header
+        h = first.header
+        self.header = DumpHeaderInfo(
+            dump_level=h.dump_level,
+            compression=h.compression,
+            incomplete=any(p.header.incomplete for p in opened),
+            excluded_vmemmap=h.excluded_vmemmap,
+            phys_base=h.phys_base,
+            eraseinfo=h.eraseinfo,
+        )
+
+    @property
+    def vmcoreinfo_raw(self) -> bytes:
+        return self.pieces[0].vmcoreinfo_raw
+
+    @property
+    def vmcoreinfo(self) -> VmcoreInfo:
+        return self.pieces[0].vmcoreinfo
+
+    def ram_pfn_ranges(self) -> Sequence[Tuple[int, int]]:
+        return self.pieces[0].ram_pfn_ranges()
+
+    def _overlaps(self, start: int, n: int):
+        end = start + n
+        for p in self.pieces:
+            lo, hi = max(start, p.start_pfn), min(end, p.end_pfn)
+            if lo < hi:
+                yield p, lo, hi
+
+    def present_bitmap(self, start_pfn: int, npages: int, out: bytearray) -> None:
+        v = 0
+        for p, lo, hi in self._overlaps(start_pfn, npages):
+            tmp = bytearray((hi - lo + 7) // 8)
+            p.present_bitmap(lo, hi - lo, tmp)
+            v |= int.from_bytes(tmp, "little") << (lo - start_pfn)
+        nbytes = (npages + 7) // 8
+        out[:nbytes] = v.to_bytes(nbytes, "little")
+
+    def read_pages(self, start_pfn: int, npages: int, out: memoryview) -> None:
+        ps = self.page_size
+        mv = _byte_view(out)
+        covered = 0
+        for p, lo, hi in self._overlaps(start_pfn, npages):
+            p.read_pages(lo, hi - lo, mv[(lo - start_pfn) * ps : (hi - start_pfn) * ps])
+            covered += hi - lo
+        if covered < npages:  # zero what no piece covers
+            prev = start_pfn
+            for _p, lo, hi in list(self._overlaps(start_pfn, npages)) + [
+                (None, start_pfn + npages, start_pfn + npages)
+            ]:
+                if lo > prev:
+                    mv[(prev - start_pfn) * ps : (lo - start_pfn) * ps] = bytes((lo - prev) * ps)
+                prev = max(prev, hi)
+
+    def close(self) -> None:
+        for p in self.pieces:
+            p.close()
+
+
+def open_split(paths: Sequence[Union[str, "os.PathLike[str]"]]) -> KdumpSplitSet:
+    """Open the pieces of a split dump as one source."""
+    return KdumpSplitSet(paths)
