@@ -1,0 +1,114 @@
+#!/usr/bin/env python3
+"""dumpfilter vs makedumpfile, side by side in one run.
+
+Runs both tools alternately on the same input, dump level and codec, for
+several rounds, each under ``/usr/bin/time -v``; prints the median wall time,
+output bytes and peak RSS of each, and the ratios ours/theirs, with the
+machine it ran on. makedumpfile 1.7.2 from Debian has no snappy/zstd, so our
+``-p``/``-z`` are compared with its ``-c``.
+
+    python3 bench/bench_filter.py [--rounds 5] [--level 31] [--cold] VMCORE
+
+``--cold`` drops the page cache before every run (needs root); otherwise the
+input is read once first so both tools see it in the page cache.
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import platform
+import re
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+
+PAIRS = [("-c", "-c"), ("-l", "-l"), ("-p", "-c"), ("-z", "-c")]
+
+
+def machine() -> str:
+    model = "?"
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    model = line.split(":", 1)[1].strip()
+                    break
+    except OSError:
+        pass
+    return (f"{platform.node()}: {model}, {os.cpu_count()} CPUs "
+            f"({len(os.sched_getaffinity(0))} usable), Python {platform.python_version()}, "
+            f"{platform.system()} {platform.release()}")
+
+
+def timed(argv, out) -> dict:
+    if os.path.exists(out):
+        os.unlink(out)
+    r = subprocess.run(["/usr/bin/time", "-v", *argv], capture_output=True, text=True,
+                       stdin=subprocess.DEVNULL)
+    if r.returncode != 0:
+        sys.exit(f"{argv[0]} failed ({r.returncode}):\n{r.stderr[-2000:]}")
+    wall = re.search(r"Elapsed \(wall clock\) time.*: (?:(\d+):)?(\d+):([\d.]+)", r.stderr)
+    h, m, s = wall.groups()
+    rss = int(re.search(r"Maximum resident set size \(kbytes\): (\d+)", r.stderr).group(1))
+    return {"wall": int(h or 0) * 3600 + int(m) * 60 + float(s), "rss_kib": rss,
+            "bytes": os.path.getsize(out)}
+
+
+def drop_caches() -> None:
+    subprocess.run(["sync"])
+    with open("/proc/sys/vm/drop_caches", "w") as f:
+        f.write("3\n")
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("vmcore")
+    ap.add_argument("--rounds", type=int, default=5)
+    ap.add_argument("--level", type=int, default=31)
+    ap.add_argument("--cold", action="store_true")
+    ap.add_argument("--codecs", default="-c,-l,-p,-z")
+    ap.add_argument("--extra", default="", help="extra dumpfilter options, e.g. '--num-threads 2'")
+    args = ap.parse_args()
+    mdf = shutil.which("makedumpfile")
+    if not mdf:
+        sys.exit("makedumpfile not found (apt-get install makedumpfile)")
+    wanted = args.codecs.split(",")
+    print(f"# machine: {machine()}")
+    print(f"# input: {args.vmcore} ({os.path.getsize(args.vmcore):,} bytes), -d {args.level}, "
+          f"{args.rounds} rounds, {'cold (page cache dropped)' if args.cold else 'warm page cache'}")
+    if not args.cold:
+        with open(args.vmcore, "rb") as f:
+            while f.read(1 << 24):
+                pass
+    tmp = tempfile.mkdtemp(prefix="dumpfilter-bench-")
+    ours_cmd = [sys.executable, "-m", "dumpfilter", *args.extra.split()]
+    print(f"{'codec':<10} {'tool':<13} {'wall s':>8} {'out bytes':>12} {'RSS MiB':>8}   "
+          f"{'wall':>6} {'size':>6} {'RSS':>6}  (ratios ours/theirs)")
+    try:
+        for ours_opt, their_opt in PAIRS:
+            if ours_opt not in wanted:
+                continue
+            res = {"ours": [], "theirs": []}
+            for _ in range(args.rounds):
+                for who in ("ours", "theirs"):  # alternate, same conditions
+                    if args.cold:
+                        drop_caches()
+                    out = os.path.join(tmp, who)
+                    argv = (ours_cmd + [ours_opt] if who == "ours" else [mdf, their_opt]) + [
+                        "-d", str(args.level), "--message-level", "0", args.vmcore, out]
+                    res[who].append(timed(argv, out))
+            med = {w: {k: statistics.median(r[k] for r in res[w]) for k in ("wall", "rss_kib", "bytes")}
+                   for w in res}
+            o, t = med["ours"], med["theirs"]
+            label = f"{ours_opt}/{their_opt}"
+            print(f"{label:<10} {'dumpfilter':<13} {o['wall']:8.2f} {o['bytes']:12,.0f} {o['rss_kib']/1024:8.1f}   "
+                  f"{o['wall']/t['wall']:6.2f} {o['bytes']/t['bytes']:6.3f} {o['rss_kib']/t['rss_kib']:6.2f}")
+            print(f"{'':<10} {'makedumpfile':<13} {t['wall']:8.2f} {t['bytes']:12,.0f} {t['rss_kib']/1024:8.1f}")
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()
