@@ -187,4 +187,39 @@ df_status df_lzo1x_decompress_safe(const uint8_t *src, size_t src_len,
 				   uint8_t *dst, size_t dst_cap,
 				   size_t *dst_len_ret);
 
+// ---------------------------------------------------------------------
+// Batches of page contents (csrc/pages.c).
+
+/**
+ * Indices (0-based, ascending) of the pages to store with their own data:
+ * bit set in mask and, when zero is not NULL, clear in zero.
+ */
+df_status df_select_pages(const uint8_t *mask, const uint8_t *zero, size_t npages,
+			  uint32_t *idx_ret, size_t *count_ret);
+
+/** Copy pages idx[0..count) of src, page_size bytes each, to out, packed. */
+df_status df_gather_pages(const uint8_t *src, uint32_t page_size, const uint32_t *idx,
+			  size_t count, uint8_t *out);
+
+/**
+ * LZO1X-1 each of npages packed pages into dst, one after the other. A page
+ * that does not shrink is copied raw; sizes_ret[k] == page_size marks it.
+ * dst_cap must allow npages * page_size bytes.
+ */
+df_status df_lzo1x_1_compress_pages(const uint8_t *src, size_t npages, uint32_t page_size,
+				    uint8_t *dst, size_t dst_cap, void *wrkmem,
+				    uint32_t *sizes_ret, size_t *dst_len_ret);
+
+/**
+ * Page descriptors (24 bytes each, little endian) for the set bits of mask
+ * in pfn order: pages with a zero bit point at zero_offset; the others take
+ * the next entry of sizes (stored bytes; == page_size means raw) and get
+ * consecutive offsets from data_offset. Writes count_ret descriptors to out
+ * and the offset after the last data block to data_end_ret.
+ */
+df_status df_pack_descriptors(const uint8_t *mask, const uint8_t *zero, size_t npages,
+			      const uint32_t *sizes, uint32_t page_size, uint32_t codec_flag,
+			      int64_t data_offset, int64_t zero_offset,
+			      uint8_t *out, size_t *count_ret, int64_t *data_end_ret);
+
 #endif // DUMPFILTER_H

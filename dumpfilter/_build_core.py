@@ -9,7 +9,7 @@ from cffi import FFI
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 CSRC = os.path.join(os.path.dirname(HERE), "csrc")
-SOURCES = ["bitmap.c", "classify.c", "zeropage.c", "lzo1x.c"]
+SOURCES = ["bitmap.c", "classify.c", "zeropage.c", "lzo1x.c", "pages.c"]
 
 ffibuilder = FFI()
 with open(os.path.join(CSRC, "dumpfilter_cdef.h")) as f:

@@ -14,6 +14,7 @@ import time
 from typing import List, Optional
 
 from dumpfilter import __version__
+from dumpfilter.encode import ZLIB_ENCODERS, available_cpus
 from dumpfilter.errors import DumpFilterError, OutputExistsError, UsageError
 
 EXIT_OK = 0
@@ -54,6 +55,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--message-level", type=int, default=DEFAULT_MESSAGE_LEVEL, metavar="N",
                    help="message bitmask: 1 progress, 2 common, 4 error, 8 debug, 16 report")
     p.add_argument("--show-stats", action="store_true", help="print the page-count report")
+    p.add_argument("--num-threads", type=int, default=None, metavar="N",
+                   help="compression threads (default: all CPUs this process may use)")
+    p.add_argument("--zlib-encoder", choices=ZLIB_ENCODERS, default="zlib",
+                   help="zlib-format encoder for -c: zlib (makedumpfile's bytes) or isal (faster)")
+    p.add_argument("--dump-dmesg", action="store_true",
+                   help="write the kernel log of VMCORE to LOGFILE (makedumpfile's format)")
     p.add_argument("-f", dest="force", action="store_true", help="overwrite an existing DUMPFILE")
     p.add_argument("-D", dest="debug", action="store_true", help="print debugging messages")
     p.add_argument("-h", "--help", action="store_true", help="show this help and exit")
@@ -152,13 +159,18 @@ def run_filter(args, msgs: Messages) -> int:
         raise UsageError("expected VMCORE DUMPFILE")
     vmcore, dumpfile = args.paths
     level = parse_dump_level(args.dump_level)
+    threads = available_cpus() if args.num_threads is None else args.num_threads
+    if threads < 1:
+        raise UsageError("--num-threads must be at least 1")
     source = open_dump(vmcore)
     fd = -1
     done = False
     try:
         fd = _open_output(dumpfile, args.force)
         stats = filter_dump(source, FileSink(fd),
-                            FilterOptions(level, args.codec, progress=msgs.progress))
+                            FilterOptions(level, args.codec, threads=threads,
+                                          zlib_encoder=args.zlib_encoder,
+                                          progress=msgs.progress))
         os.fsync(fd)
         done = True
     finally:
@@ -178,6 +190,23 @@ def run_filter(args, msgs: Messages) -> int:
     msgs.report(format_report(stats))
     msgs.common(f"The dumpfile is saved to {dumpfile}.")
     msgs.common("\ndumpfilter Completed.")
+    return EXIT_OK
+
+
+def run_dump_dmesg(args, msgs: Messages) -> int:
+    """``--dump-dmesg VMCORE LOGFILE``: the log as makedumpfile writes it."""
+    from dumpfilter.report.context import ReportContext
+    from dumpfilter.report.printk import read_printk
+
+    if len(args.paths) != 2:
+        raise UsageError("--dump-dmesg expects VMCORE LOGFILE")
+    vmcore, logfile = args.paths
+    with ReportContext.open(vmcore) as ctx:
+        text = read_printk(ctx.mem, ctx.info).dump_dmesg()
+    fd = _open_output(logfile, args.force)
+    with os.fdopen(fd, "wb") as f:
+        f.write(text if isinstance(text, bytes) else text.encode("utf-8", "surrogateescape"))
+    msgs.common(f"The dmesg log is saved to {logfile}.")
     return EXIT_OK
 
 
@@ -206,6 +235,8 @@ def main(argv: Optional[List[str]] = None) -> int:
         if args.version:
             print(f"dumpfilter: version {__version__}")
             return EXIT_OK
+        if args.dump_dmesg:
+            return run_dump_dmesg(args, msgs)
         return run_filter(args, msgs)
     except UsageError as e:
         msgs.error(f"{e} (try 'dumpfilter -h')")

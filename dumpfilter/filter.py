@@ -18,6 +18,7 @@ from dumpfilter._core import check, ffi, lib
 from dumpfilter.bitmaps import count_bits
 from dumpfilter.classify import CLASS_NAMES, Classifier
 from dumpfilter.compress import CODECS
+from dumpfilter.encode import PageEncoder, pack_window
 from dumpfilter.errors import DumpFilterError, FaultError
 from dumpfilter.memory.x86_64 import X86_64Memory, kernel_phys_base
 from dumpfilter.readers.base import DumpSource
@@ -41,6 +42,8 @@ WINDOW_PAGES = 1024
 class FilterOptions:
     dump_level: int = 0
     codec: Optional[str] = None  # "zlib", "lzo", "snappy", "zstd" or None
+    threads: int = 1  # compression threads (--num-threads)
+    zlib_encoder: str = "zlib"  # "zlib" (makedumpfile's bytes) or "isal"
     # Called as progress(step, done, total); the CLI prints it.
     progress: Optional[Callable[[str, int, int], None]] = None
 
@@ -165,27 +168,41 @@ def filter_dump(source: DumpSource, sink: Sink, options: FilterOptions) -> Filte
     zero_offset = None
     if level & 1:
         zero_offset = stream.write_raw_data(bytes(ps))
-    zero_bits = bytearray(WINDOW_PAGES // 8 + 1)
+    encoder = PageEncoder(codec, ps, options.threads, options.zlib_encoder)
+    flag = codec.flag if codec else 0
     count = ffi.new("uint64_t *")
-    for start, npages in cycles:
-        bitmap2 = store.read(start, (npages + 7) // 8)
-        for blk in range(0, npages, WINDOW_PAGES):
-            nblk = min(WINDOW_PAGES, npages - blk)
-            mask = _bit_slice(bitmap2, blk, nblk)
-            if not any(mask):
-                continue
-            for pfn, n, view in source.page_windows(start + blk, nblk):
-                wmask = _bit_slice(bitmap2, pfn - start, n)
-                if level & 1:
-                    check(lib.df_find_zero_pages(ffi.from_buffer(view), n, ps,
-                                                 ffi.from_buffer(wmask),
-                                                 ffi.from_buffer(zero_bits, require_writable=True),
-                                                 count), "finding zero pages")
-                    stats.zero_pages += count[0]
-                _store_window(stream, view, n, ps, wmask, zero_bits if level & 1 else None,
-                              zero_offset, codec)
-                view.release()
-            progress("Copying data", start + blk + nblk, source.max_pfn)
+
+    def drain(final: bool = False) -> None:
+        for win in encoder.ready(drain=final):
+            desc, n = pack_window(win, ps, flag, stream.next_data_offset,
+                                  zero_offset if zero_offset is not None else 0)
+            stream.add_descriptors(desc, win.data, n)
+
+    try:
+        for start, npages in cycles:
+            bitmap2 = store.read(start, (npages + 7) // 8)
+            for blk in range(0, npages, WINDOW_PAGES):
+                nblk = min(WINDOW_PAGES, npages - blk)
+                if not any(_bit_slice(bitmap2, blk, nblk)):
+                    continue
+                for pfn, n, view in source.page_windows(start + blk, nblk):
+                    wmask = _bit_slice(bitmap2, pfn - start, n)
+                    zero = None
+                    if level & 1:
+                        zero_buf = bytearray((n + 7) // 8)
+                        check(lib.df_find_zero_pages(
+                            ffi.from_buffer(view), n, ps, wmask,
+                            ffi.from_buffer(zero_buf, require_writable=True), count),
+                            "finding zero pages")
+                        stats.zero_pages += count[0]
+                        zero = bytes(zero_buf)
+                    encoder.submit(view, n, wmask, zero)
+                    view.release()
+                    drain()
+                progress("Copying data", start + blk + nblk, source.max_pfn)
+        drain(final=True)
+    finally:
+        encoder.close()
     stream.flush()
     stats.excluded["zero"] = stats.zero_pages
     stats.pages_written = stream.pages - stats.zero_pages
@@ -197,21 +214,4 @@ def filter_dump(source: DumpSource, sink: Sink, options: FilterOptions) -> Filte
     sink.flush()
     stats.bytes_written = stream.data_pos
     return stats
-
-
-def _store_window(stream: PageStream, view: memoryview, n: int, ps: int, mask: bytes,
-                  zero_bits: Optional[bytearray], zero_offset: Optional[int], codec) -> None:
-    for i in range(n):
-        if not mask[i >> 3] >> (i & 7) & 1:
-            continue
-        if zero_bits is not None and zero_bits[i >> 3] >> (i & 7) & 1:
-            stream.add_shared(zero_offset, ps)
-            continue
-        page = view[i * ps : (i + 1) * ps]
-        if codec is not None:
-            data = codec.compress(page)
-            if len(data) < ps:
-                stream.add(data, codec.flag)
-                continue
-        stream.add(page, 0)
 

@@ -1,0 +1,102 @@
+// Batch work on windows of page contents: which pages to store, gathering
+// them, LZO-compressing a whole batch, and packing page descriptors.
+#include <string.h>
+
+#include "byteorder.h"
+#include "dumpfilter.h"
+
+static inline int df_test(const uint8_t *bitmap, size_t i)
+{
+	return bitmap && ((bitmap[i >> 3] >> (i & 7)) & 1);
+}
+
+df_status df_select_pages(const uint8_t *mask, const uint8_t *zero, size_t npages,
+			  uint32_t *idx_ret, size_t *count_ret)
+{
+	size_t n = 0;
+
+	if (npages > UINT32_MAX)
+		return DF_ERR_INVALID;
+	for (size_t i = 0; i < npages; i++)
+		if (df_test(mask, i) && !df_test(zero, i))
+			idx_ret[n++] = (uint32_t)i;
+	*count_ret = n;
+	return DF_OK;
+}
+
+df_status df_gather_pages(const uint8_t *src, uint32_t page_size, const uint32_t *idx,
+			  size_t count, uint8_t *out)
+{
+	for (size_t k = 0; k < count; k++)
+		memcpy(out + k * (size_t)page_size, src + (size_t)idx[k] * page_size, page_size);
+	return DF_OK;
+}
+
+df_status df_lzo1x_1_compress_pages(const uint8_t *src, size_t npages, uint32_t page_size,
+				    uint8_t *dst, size_t dst_cap, void *wrkmem,
+				    uint32_t *sizes_ret, size_t *dst_len_ret)
+{
+	size_t pos = 0;
+
+	for (size_t k = 0; k < npages; k++) {
+		const uint8_t *page = src + k * (size_t)page_size;
+		size_t len = 0;
+		df_status st;
+
+		if (dst_cap - pos < page_size)
+			return DF_ERR_OVERFLOW;
+		// Compressed data that is not smaller than the page is useless:
+		// a page_size output buffer makes the compressor give up early.
+		st = df_lzo1x_1_compress(page, page_size, dst + pos, page_size, wrkmem, &len);
+		if (st == DF_OK && len < page_size) {
+			sizes_ret[k] = (uint32_t)len;
+			pos += len;
+		} else if (st == DF_OK || st == DF_ERR_OVERFLOW) {
+			memcpy(dst + pos, page, page_size);  // stored raw
+			sizes_ret[k] = page_size;
+			pos += page_size;
+		} else {
+			return st;
+		}
+	}
+	*dst_len_ret = pos;
+	return DF_OK;
+}
+
+df_status df_pack_descriptors(const uint8_t *mask, const uint8_t *zero, size_t npages,
+			      const uint32_t *sizes, uint32_t page_size, uint32_t codec_flag,
+			      int64_t data_offset, int64_t zero_offset,
+			      uint8_t *out, size_t *count_ret, int64_t *data_end_ret)
+{
+	size_t n = 0, k = 0;
+
+	for (size_t i = 0; i < npages; i++) {
+		uint8_t *d;
+		int64_t off;
+		uint32_t size, flags;
+
+		if (!df_test(mask, i))
+			continue;
+		if (df_test(zero, i)) {
+			off = zero_offset;
+			size = page_size;
+			flags = 0;
+		} else {
+			size = sizes[k++];
+			if (size == 0 || size > page_size)
+				return DF_ERR_INVALID;
+			off = data_offset;
+			flags = size < page_size ? codec_flag : 0;
+			data_offset += size;
+		}
+		d = out + n * 24;
+		df_store64le(d, (uint64_t)off);
+		df_store32le(d + 8, size);
+		df_store32le(d + 12, flags);
+		df_store64le(d + 16, 0);
+		n++;
+	}
+	*count_ret = n;
+	*data_end_ret = data_offset;
+	return DF_OK;
+}
