@@ -30,7 +30,9 @@ def _open_elf(path: str) -> DumpSource:
     try:
         from dumpfilter.readers.elf import ElfSource
     except ImportError as e:
-        raise UnsupportedDumpError(f"{path}: ELF dumps cannot be read: no ELF reader ({e})") from None
+        raise UnsupportedDumpError(
+            f"{path}: ELF dumps cannot be read: no ELF reader ({e})"
+        ) from None
     return ElfSource(path)
 
 

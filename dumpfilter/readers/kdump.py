@@ -23,6 +23,7 @@ All file access goes through a tiny "pread" interface (``PlainFile`` here,
 from __future__ import annotations
 
 import importlib
+import itertools
 import os
 import re
 import struct
@@ -30,7 +31,7 @@ from array import array
 from bisect import bisect_right
 from collections import OrderedDict
 from dataclasses import dataclass
-from typing import Iterable, List, Optional, Sequence, Tuple, Union
+from typing import Iterable, Iterator, List, Optional, Protocol, Sequence, Tuple, Union
 
 from dumpfilter.bitmaps import count_bits
 from dumpfilter.compress import (
@@ -57,10 +58,6 @@ from dumpfilter.readers.base import DumpHeaderInfo, DumpSource
 from dumpfilter.readers.flattened import FlattenedFile, is_flattened
 from dumpfilter.vmcoreinfo import VmcoreInfo
 
-try:  # Python >= 3.8
-    from typing import Protocol
-except ImportError:  # pragma: no cover
-    Protocol = object  # type: ignore[assignment]
 
 KDUMP_SIGNATURE = b"KDUMP   "
 DISKDUMP_SIGNATURE = b"DISKDUMP"
@@ -114,6 +111,9 @@ class PlainFile:
         self.size = os.fstat(self._fd).st_size
 
     def pread(self, offset: int, size: int) -> bytes:
+        size = min(size, self.size - offset)  # also keeps offset + size < 2**63
+        if size <= 0 or offset < 0:
+            return b""
         data = os.pread(self._fd, size, offset)
         if len(data) == size or not data:
             return data
@@ -158,7 +158,8 @@ class DiskDumpHeader:
 
     signature: bytes
     header_version: int
-    utsname: Tuple[str, str, str, str, str, str]  # sysname nodename release version machine domainname
+    #: sysname, nodename, release, version, machine, domainname
+    utsname: Tuple[str, str, str, str, str, str]
     timestamp_sec: int
     timestamp_usec: int
     status: int
@@ -177,24 +178,12 @@ class DiskDumpHeader:
         return self.utsname[0]
 
     @property
-    def nodename(self) -> str:
-        return self.utsname[1]
-
-    @property
     def release(self) -> str:
         return self.utsname[2]
 
     @property
-    def version(self) -> str:
-        return self.utsname[3]
-
-    @property
     def machine(self) -> str:
         return self.utsname[4]
-
-    @property
-    def domainname(self) -> str:
-        return self.utsname[5]
 
 
 @dataclass(frozen=True)
@@ -390,10 +379,12 @@ class KdumpSource(DumpSource):
             comp = codec.name if codec else "none"
         except CodecError:
             comp = f"unknown({bits:#x})"
+        if self.diskdump:  # legacy status: 1 = incomplete, 8 = "compressed" (never used)
+            comp, self.incomplete = "none", bool(hdr.status & 1)
         self.header = DumpHeaderInfo(
             dump_level=sub.dump_level,
             compression=comp,
-            incomplete=bool(hdr.status & FLAG_INCOMPLETE),
+            incomplete=self.incomplete,
             excluded_vmemmap=bool(hdr.status & FLAG_EXCLUDED_VMEMMAP),
             phys_base=None if self.diskdump or version == 0 else _signed64(sub.phys_base),
             eraseinfo=erase,
@@ -405,7 +396,8 @@ class KdumpSource(DumpSource):
             (be_version,) = struct.unpack_from(">i", raw, 8)
             if 0 <= be_version <= MAX_HEADER_VERSION:
                 raise UnsupportedDumpError(
-                    f"{name}: big-endian kdump header; only little-endian 64-bit dumps are supported"
+                    f"{name}: big-endian kdump header; only little-endian 64-bit dumps"
+                    " are supported"
                 )
             raise UnsupportedDumpError(
                 f"{name}: kdump header_version {hdr.header_version} unknown (supported: 0-6)"
@@ -424,7 +416,7 @@ class KdumpSource(DumpSource):
     def _blob(self, offset: int, size: int, what: str) -> bytes:
         if offset < 0 or size > _MAX_BLOB:
             raise CorruptDumpError(f"{self.path}: {what} at offset {offset}, size {size}: invalid")
-        data = self.file.pread(offset, size)
+        data = self.file.pread(offset, size) if offset + size <= self.file.size else b""
         if len(data) != size:
             raise TruncatedDumpError(
                 f"{self.path}: {what} [{offset}, {offset + size}) runs past the end of the file"
@@ -501,17 +493,18 @@ class KdumpSource(DumpSource):
 
     def present_bitmap(self, start_pfn: int, npages: int, out: bytearray) -> None:
         nbytes = (npages + 7) // 8
-        v = self._present_bits(start_pfn, npages)
-        if v and self.incomplete:  # pages whose descriptor never reached the disk
-            pos = 0
-            while pos < npages:
-                cnt = min(BATCH_PAGES, npages - pos)
-                sub = (v >> pos) & ((1 << cnt) - 1)
-                for i, (off, _s, _f, _p) in self._batch_descs(start_pfn + pos, cnt, sub):
-                    if off == 0:
-                        v &= ~(1 << (pos + i))
-                pos += cnt
-        out[:nbytes] = v.to_bytes(nbytes, "little")
+        if not self.incomplete:
+            out[:nbytes] = self._present_bits(start_pfn, npages).to_bytes(nbytes, "little")
+            return
+        # Incomplete dump: also leave out pages whose descriptor never got
+        # written (offset 0), batch by batch (BATCH_PAGES is a multiple of 8).
+        for pos in range(0, npages, BATCH_PAGES):
+            cnt = min(BATCH_PAGES, npages - pos)
+            v = self._present_bits(start_pfn + pos, cnt)
+            for i, desc in self._batch_descs(start_pfn + pos, cnt, v):
+                if desc[0] == 0:
+                    v &= ~(1 << i)
+            out[pos // 8 : (pos + cnt + 7) // 8] = v.to_bytes((cnt + 7) // 8, "little")
 
     def ram_pfn_ranges(self) -> Sequence[Tuple[int, int]]:
         if self._ram_ranges is None:
@@ -522,44 +515,33 @@ class KdumpSource(DumpSource):
         """Runs of set bits of a bitmap, streamed 1 MiB at a time."""
         runs: List[Tuple[int, int]] = []
         state, start, pos = 0, 0, 0
-        nbytes = (self.max_pfn + 7) // 8
-        base = self.bitmap1_offset if which == 1 else self.bitmap2_offset
-        chunk_size = 1 << 20
-        for coff in range(0, nbytes, chunk_size):
-            chunk = self.file.pread(base + coff, min(chunk_size, nbytes - coff))
-            i = 0
-            for m in _UNIFORM.finditer(chunk):
-                for byte in chunk[i : m.start()]:  # mixed bytes: bit by bit
-                    for bit in range(8):
-                        if (byte >> bit & 1) != state:
-                            if state:
-                                runs.append((start, pos + bit))
-                            else:
-                                start = pos + bit
-                            state ^= 1
-                    pos += 8
-                val = 1 if chunk[m.start()] == 0xFF else 0
-                if val != state:
-                    if state:
-                        runs.append((start, pos))
-                    else:
-                        start = pos
-                    state = val
-                pos += 8 * (m.end() - m.start())
-                i = m.end()
-            for byte in chunk[i:]:
-                for bit in range(8):
-                    if (byte >> bit & 1) != state:
-                        if state:
-                            runs.append((start, pos + bit))
-                        else:
-                            start = pos + bit
-                        state ^= 1
-                pos += 8
+        for val, nbits in self._bit_pieces(which):
+            if val != state:
+                if state:
+                    runs.append((start, pos))
+                else:
+                    start = pos
+                state = val
+            pos += nbits
         if state:
             runs.append((start, pos))
-        limit = self.max_pfn
-        return [(a, min(b, limit)) for a, b in runs if a < limit]
+        return [(a, min(b, self.max_pfn)) for a, b in runs if a < self.max_pfn]
+
+    def _bit_pieces(self, which: int) -> Iterator[Tuple[int, int]]:
+        """``(value, nbits)`` pieces of a bitmap: whole runs of 0x00/0xff
+        bytes at once, other bytes bit by bit."""
+        nbytes = (self.max_pfn + 7) // 8
+        base = self.bitmap1_offset if which == 1 else self.bitmap2_offset
+        for coff in range(0, nbytes, 1 << 20):
+            chunk = self.file.pread(base + coff, min(1 << 20, nbytes - coff))
+            i = 0
+            for m in itertools.chain(_UNIFORM.finditer(chunk), (None,)):
+                for byte in chunk[i : m.start() if m else len(chunk)]:
+                    for bit in range(8):
+                        yield byte >> bit & 1, 1
+                if m:
+                    yield (1 if chunk[m.start()] == 0xFF else 0), 8 * (m.end() - m.start())
+                    i = m.end()
 
     # ---------------------------------------------------------- descriptors
 
@@ -621,15 +603,10 @@ class KdumpSource(DumpSource):
             self._read_batch(start_pfn + pos, cnt, mv[pos * ps : (pos + cnt) * ps])
             pos += cnt
 
-    def _zeros_page(self) -> bytes:
-        if not self._zeros:
-            self._zeros = bytes(BATCH_PAGES * self.page_size)
-        return self._zeros[: self.page_size]
-
     def _zero(self, view: memoryview) -> None:
         if len(self._zeros) < len(view):
             self._zeros = bytes(BATCH_PAGES * self.page_size)
-        view[:] = self._zeros[: len(view)]
+        view[:] = memoryview(self._zeros)[: len(view)]
 
     def _check_codec(self, flags: int, pfn: int) -> None:
         modname = _CODEC_MODULES[flags]
@@ -654,7 +631,7 @@ class KdumpSource(DumpSource):
         wanted = []
         for i, (off, size, flags, _pf) in items:
             if off == 0 and self.incomplete:  # lost: its descriptor never got written
-                view[i * ps : (i + 1) * ps] = self._zeros_page()
+                self._zero(view[i * ps : (i + 1) * ps])
                 continue
             if off <= 0 or size <= 0 or size > ps:
                 raise CorruptDumpError(
@@ -758,8 +735,8 @@ class KdumpSplitSet(DumpSource):
             for a, b in zip(opened, opened[1:]):
                 if b.start_pfn < a.end_pfn:
                     raise CorruptDumpError(
-                        f"split pieces {a.path} and {b.path} overlap"
-                        f" ([{a.start_pfn:#x}, {a.end_pfn:#x}) and [{b.start_pfn:#x}, {b.end_pfn:#x}))"
+                        f"split pieces {a.path} and {b.path} overlap ([{a.start_pfn:#x},"
+                        f" {a.end_pfn:#x}) and [{b.start_pfn:#x}, {b.end_pfn:#x}))"
                     )
         except BaseException:
             for p in opened:
@@ -812,18 +789,11 @@ class KdumpSplitSet(DumpSource):
     def read_pages(self, start_pfn: int, npages: int, out: memoryview) -> None:
         ps = self.page_size
         mv = _byte_view(out)
-        covered = 0
-        for p, lo, hi in self._overlaps(start_pfn, npages):
+        parts = list(self._overlaps(start_pfn, npages))
+        if sum(hi - lo for _p, lo, hi in parts) < npages:  # some pfns in no piece
+            mv[: npages * ps] = bytes(npages * ps)
+        for p, lo, hi in parts:
             p.read_pages(lo, hi - lo, mv[(lo - start_pfn) * ps : (hi - start_pfn) * ps])
-            covered += hi - lo
-        if covered < npages:  # zero what no piece covers
-            prev = start_pfn
-            for _p, lo, hi in list(self._overlaps(start_pfn, npages)) + [
-                (None, start_pfn + npages, start_pfn + npages)
-            ]:
-                if lo > prev:
-                    mv[(prev - start_pfn) * ps : (lo - start_pfn) * ps] = bytes((lo - prev) * ps)
-                prev = max(prev, hi)
 
     def close(self) -> None:
         for p in self.pieces:
