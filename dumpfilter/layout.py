@@ -71,7 +71,6 @@ def build_page_layout(info: VmcoreInfo):
     else:
         order = info.offset("page.compound_order")
         dtor_off = info.offset("page.compound_dtor")
-        base = 0
         if order is None and info.offset("folio._folio_order") is not None:
             # 6.3-6.5: folio fields, relative to the folio start; page[1]
             # begins SIZE(page) bytes in.
@@ -81,10 +80,11 @@ def build_page_layout(info: VmcoreInfo):
         if order is None and dtor_off is None:
             l.compound_style = lib.DF_COMPOUND_NONE
         else:
-            l.off_compound_order = -1 if order is None else order + base
-            l.off_compound_dtor = -1 if dtor_off is None else dtor_off + base
-            # u8 fields side by side since Linux 4.16 (commit 1d798ca3f164,
-            # "mm: make compound_head() robust"); u16 before.
+            l.off_compound_order = -1 if order is None else order
+            l.off_compound_dtor = -1 if dtor_off is None else dtor_off
+            # Linux 4.16 made compound_dtor/compound_order adjacent unsigned
+            # chars (makedumpfile keys this on the version number); before,
+            # they were wider. We detect it from the exported offsets.
             adjacent = order is not None and dtor_off is not None and abs(order - dtor_off) == 1
             l.compound_style = lib.DF_COMPOUND_FIELDS_U8 if adjacent or order is None or dtor_off is None else lib.DF_COMPOUND_FIELDS_U16
     return l
