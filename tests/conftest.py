@@ -305,3 +305,68 @@ def get_debug_vmlinux() -> Path:
 @pytest.fixture(scope="session")
 def debug_vmlinux() -> Path:
     return get_debug_vmlinux()
+
+
+# --------------------------------------------------------------------------- report fixtures
+# Shared ReportContexts for tests/test_report_*.py: opened once per session.
+# Tests that swap ``ctx.mem`` / ``ctx._kallsyms`` must restore them.
+
+def _open_report_ctx(path: Path):
+    from dumpfilter.report.context import ReportContext
+
+    return ReportContext.open(str(path))
+
+
+@pytest.fixture(scope="session")
+def report_raw_ctx(kdump_vmcore):
+    """ReportContext of the raw ELF kdump vmcore."""
+    ctx = _open_report_ctx(kdump_vmcore)
+    yield ctx
+    ctx.close()
+
+
+@pytest.fixture(scope="session")
+def report_d31_ctx(mdf_d31_zlib):
+    """ReportContext of makedumpfile's ``-c -d 31`` reference file."""
+    ctx = _open_report_ctx(mdf_d31_zlib)
+    yield ctx
+    ctx.close()
+
+
+#: reference/crash-*.txt output matching each report context.
+REPORT_CRASH_TXT = {"raw": "crash-vmcore.txt", "d31": "crash-d31-zlib.txt"}
+
+
+@pytest.fixture(scope="session", params=["raw", "d31"])
+def report_ctx(request):
+    """Both report contexts in turn; ``request.param`` is "raw" or "d31"."""
+    return request.getfixturevalue(f"report_{request.param}_ctx")
+
+
+@pytest.fixture(scope="session")
+def report_case(report_ctx, request, reference_dir):
+    """(ctx, crash reference text) for each report context."""
+    name = "raw" if report_ctx is request.getfixturevalue("report_raw_ctx") else "d31"
+    return report_ctx, (reference_dir / REPORT_CRASH_TXT[name]).read_text()
+
+
+#: codec option of ``python -m dumpfilter`` for each of our own -d 31 outputs.
+REPORT_OWN_CODECS = {"zlib": "-c", "lzo": "-l", "zstd": "-z"}
+
+
+@pytest.fixture(scope="session")
+def report_own_d31(kdump_vmcore, tmp_path_factory):
+    """codec -> our own ``python -m dumpfilter <opt> -d 31`` output of the raw vmcore."""
+    import sys
+
+    out_dir = tmp_path_factory.mktemp("report-own-d31")
+    outs = {}
+    for codec, opt in REPORT_OWN_CODECS.items():
+        out = out_dir / f"own-d31-{codec}.kdump"
+        r = subprocess.run([sys.executable, "-m", "dumpfilter", opt, "-d", "31", str(kdump_vmcore),
+                            str(out)], capture_output=True, text=True, cwd=REPO_ROOT,
+                           stdin=subprocess.DEVNULL)
+        if r.returncode != 0:
+            raise RuntimeError(f"dumpfilter {opt} -d 31 failed: {r.stderr.strip()}")
+        outs[codec] = out
+    return outs

@@ -153,25 +153,9 @@ def test_aliases_resolve_to_first():
 
 # --------------------------------------------------------------------------- real dumps
 
-def _open(path):
-    from dumpfilter.report.context import ReportContext
-
-    return ReportContext.open(str(path))
-
-
-@pytest.fixture(scope="module", params=["raw", "d31"])
-def ctx(request, kdump_vmcore, real_vmcore_path):
-    if request.param == "raw":
-        path = kdump_vmcore
-    else:
-        try:
-            from dumpfilter.readers import open_dump  # noqa: F401
-        except ImportError:
-            pytest.skip("dumpfilter.readers.open_dump not available yet: kdump files unreadable")
-        path = real_vmcore_path("kdump-6.1-512M.d31-zlib.kdump")
-    c = _open(path)
-    yield c
-    c.close()
+@pytest.fixture(scope="module")
+def ctx(report_ctx):
+    return report_ctx
 
 
 @pytest.mark.realdump

@@ -266,21 +266,9 @@ def test_lockless_wrap_states_and_dataless():
 
 # --------------------------------------------------------------------------- real dumps
 
-@pytest.fixture(scope="module", params=["raw", "d31"])
-def ctx(request, kdump_vmcore, real_vmcore_path):
-    from dumpfilter.report.context import ReportContext
-
-    if request.param == "raw":
-        path = kdump_vmcore
-    else:
-        try:
-            from dumpfilter.readers import open_dump  # noqa: F401
-        except ImportError:
-            pytest.skip("dumpfilter.readers.open_dump not available yet: kdump files unreadable")
-        path = real_vmcore_path("kdump-6.1-512M.d31-zlib.kdump")
-    c = ReportContext.open(str(path))
-    yield c
-    c.close()
+@pytest.fixture(scope="module")
+def ctx(report_ctx):
+    return report_ctx
 
 
 @pytest.mark.realdump

@@ -67,21 +67,10 @@ def _crash_sys(text):
     return out
 
 
-@pytest.fixture(scope="module", params=["raw", "d31"])
-def case(request, kdump_vmcore, real_vmcore_path, reference_dir):
-    from dumpfilter.report.context import ReportContext
-
-    if request.param == "raw":
-        path, crash_txt = kdump_vmcore, "crash-vmcore.txt"
-    else:
-        try:
-            from dumpfilter.readers import open_dump  # noqa: F401
-        except ImportError:
-            pytest.skip("dumpfilter.readers.open_dump not available yet: kdump files unreadable")
-        path, crash_txt = real_vmcore_path("kdump-6.1-512M.d31-zlib.kdump"), "crash-d31-zlib.txt"
-    ctx = ReportContext.open(str(path))
-    yield ctx, _crash_sys((reference_dir / crash_txt).read_text())
-    ctx.close()
+@pytest.fixture(scope="module")
+def case(report_case):
+    ctx, crash_text = report_case
+    return ctx, _crash_sys(crash_text)
 
 
 @pytest.fixture(scope="module")
