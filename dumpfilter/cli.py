@@ -35,7 +35,11 @@ class _Parser(argparse.ArgumentParser):
 def build_parser() -> argparse.ArgumentParser:
     p = _Parser(
         prog="dumpfilter",
-        usage="dumpfilter [-c|-l|-p|-z] [-d LEVEL] [--message-level N] [-f] [-D] VMCORE DUMPFILE",
+        usage="dumpfilter [-c|-l|-p|-z|-E] [-d LEVEL] [--message-level N] [-f] [-D] VMCORE DUMPFILE\n"
+              "       dumpfilter -F [-c|-l|-p|-z|-E] [-d LEVEL] VMCORE > STREAM\n"
+              "       dumpfilter -R DUMPFILE < STREAM\n"
+              "       dumpfilter --split [-c|-l|-p|-z] [-d LEVEL] VMCORE DUMPFILE1 DUMPFILE2 [...]\n"
+              "       dumpfilter --reassemble DUMPFILE1 DUMPFILE2 [...] DUMPFILE",
         description="Filter and compress a Linux crash dump into the kdump-compressed "
                     "format (makedumpfile-compatible options).",
         add_help=False,
@@ -61,6 +65,18 @@ def build_parser() -> argparse.ArgumentParser:
                    help="zlib-format encoder for -c: zlib (makedumpfile's bytes) or isal (faster)")
     p.add_argument("--dump-dmesg", action="store_true",
                    help="write the kernel log of VMCORE to LOGFILE (makedumpfile's format)")
+    p.add_argument("-E", dest="elf", action="store_true",
+                   help="write an ELF dump instead of kdump-compressed (ELF input only)")
+    p.add_argument("-F", dest="flat", action="store_true",
+                   help="write the dump as a flattened stream to standard output")
+    p.add_argument("-R", dest="rearrange", metavar="DUMPFILE", default=None,
+                   help="rebuild DUMPFILE from a flattened stream on standard input")
+    p.add_argument("--split", action="store_true",
+                   help="write the dump into several files (VMCORE DUMPFILE1 DUMPFILE2 ...)")
+    p.add_argument("--reassemble", action="store_true",
+                   help="merge split files into one (DUMPFILE1 DUMPFILE2 ... DUMPFILE)")
+    p.add_argument("--splitblock-size", type=int, default=None, metavar="KB",
+                   help="granularity of --split piece boundaries in KiB (default 1 GiB)")
     p.add_argument("-f", dest="force", action="store_true", help="overwrite an existing DUMPFILE")
     p.add_argument("-D", dest="debug", action="store_true", help="print debugging messages")
     p.add_argument("-h", "--help", action="store_true", help="show this help and exit")
@@ -150,27 +166,94 @@ def _open_output(path: str, force: bool) -> int:
         raise OutputExistsError(f"{path} already exists; use -f to overwrite it") from None
 
 
+def _check_mode_args(args) -> None:
+    """makedumpfile's option rules (reference §6.4)."""
+    if args.elf and args.codec:
+        raise UsageError("-E cannot be combined with -c, -l, -p or -z")
+    if args.split and args.flat:
+        raise UsageError("--split cannot be combined with -F")
+    if args.split and args.elf:
+        raise UsageError("--split cannot be combined with -E")
+    if args.splitblock_size is not None and not args.split:
+        raise UsageError("--splitblock-size needs --split")
+    if args.splitblock_size is not None and args.splitblock_size < 1:
+        raise UsageError("--splitblock-size must be at least 1 (KiB)")
+
+
+def _finish_report(args, msgs: Messages, stats, saved: str) -> int:
+    for w in stats.warnings:
+        msgs.common(f"WARNING: {w}")
+    if args.show_stats:
+        msgs.level |= ML_REPORT
+    msgs.report(format_report(stats))
+    msgs.common(saved)
+    msgs.common("\ndumpfilter Completed.")
+    return EXIT_OK
+
+
+def _run_job(source, sink, options, elf: bool):
+    from dumpfilter.filter import filter_dump
+
+    if elf:
+        from dumpfilter.writers.elf import filter_dump_elf
+
+        return filter_dump_elf(source, sink, options)
+    return filter_dump(source, sink, options)
+
+
+def _require_elf_input(source, elf: bool) -> None:
+    from dumpfilter.readers.elf import ElfSource
+
+    if elf and not isinstance(source, ElfSource):
+        raise UsageError(f"-E needs an ELF input; {source.path} is {source.format_name}")
+
+
 def run_filter(args, msgs: Messages) -> int:
-    from dumpfilter.filter import FilterOptions, filter_dump
+    from dumpfilter.filter import FilterOptions
     from dumpfilter.readers import open_dump
     from dumpfilter.writers.kdump import FileSink
 
-    if len(args.paths) != 2:
-        raise UsageError("expected VMCORE DUMPFILE")
-    vmcore, dumpfile = args.paths
+    _check_mode_args(args)
     level = parse_dump_level(args.dump_level)
     threads = available_cpus() if args.num_threads is None else args.num_threads
     if threads < 1:
         raise UsageError("--num-threads must be at least 1")
+    options = FilterOptions(level, args.codec, threads=threads,
+                            zlib_encoder=args.zlib_encoder, progress=msgs.progress)
+    if args.split:
+        from dumpfilter.writers.split import split_dump
+
+        if len(args.paths) < 3:
+            raise UsageError("--split expects VMCORE DUMPFILE1 DUMPFILE2 [...]")
+        stats = split_dump(args.paths[0], args.paths[1:], options, force=args.force,
+                           splitblock_kb=args.splitblock_size)
+        return _finish_report(args, msgs, stats,
+                              "The dumpfiles are saved to " + ", ".join(args.paths[1:]) + ".")
+    if args.flat:
+        from dumpfilter.writers.flattened import FlatSink
+
+        if len(args.paths) != 1:
+            raise UsageError("-F expects only VMCORE (the stream goes to standard output)")
+        source = open_dump(args.paths[0])
+        try:
+            _require_elf_input(source, args.elf)
+            sink = FlatSink(sys.stdout.fileno())
+            stats = _run_job(source, sink, options, args.elf)
+            sink.finish()
+        finally:
+            source.close()
+        return _finish_report(args, msgs, stats, "The dumpfile is written to standard output.")
+
+    if len(args.paths) != 2:
+        raise UsageError("expected VMCORE DUMPFILE")
+    vmcore, dumpfile = args.paths
     source = open_dump(vmcore)
     fd = -1
     done = False
     try:
+        _require_elf_input(source, args.elf)
         fd = _open_output(dumpfile, args.force)
-        stats = filter_dump(source, FileSink(fd),
-                            FilterOptions(level, args.codec, threads=threads,
-                                          zlib_encoder=args.zlib_encoder,
-                                          progress=msgs.progress))
+        stats = _run_job(source, FileSink(fd), options, args.elf)
         os.fsync(fd)
         done = True
     finally:
@@ -183,12 +266,45 @@ def run_filter(args, msgs: Messages) -> int:
                 except OSError:
                     pass
         source.close()
-    for w in stats.warnings:
-        msgs.common(f"WARNING: {w}")
-    if args.show_stats:
-        msgs.level |= ML_REPORT
-    msgs.report(format_report(stats))
-    msgs.common(f"The dumpfile is saved to {dumpfile}.")
+    return _finish_report(args, msgs, stats, f"The dumpfile is saved to {dumpfile}.")
+
+
+def run_rearrange(args, msgs: Messages) -> int:
+    """``-R DUMPFILE``: rebuild a regular file from a flattened stream on
+    standard input (makedumpfile -R)."""
+    from dumpfilter.readers.flattened import rebuild
+
+    if args.paths:
+        raise UsageError("-R DUMPFILE takes the stream on standard input and no other path")
+    if args.flat or args.split or args.reassemble or args.elf or args.codec:
+        raise UsageError("-R cannot be combined with -F, -E, --split, --reassemble or -c/-l/-p/-z")
+    out = args.rearrange
+    fd = _open_output(out, args.force)
+    os.close(fd)
+    done = False
+    try:
+        rebuild(sys.stdin.buffer, out)
+        done = True
+    finally:
+        if not done:
+            try:
+                os.unlink(out)
+            except OSError:
+                pass
+    msgs.common(f"The dumpfile is saved to {out}.")
+    msgs.common("\ndumpfilter Completed.")
+    return EXIT_OK
+
+
+def run_reassemble(args, msgs: Messages) -> int:
+    from dumpfilter.writers.split import reassemble
+
+    if len(args.paths) < 3:
+        raise UsageError("--reassemble expects DUMPFILE1 DUMPFILE2 [...] DUMPFILE")
+    if args.flat or args.split or args.elf:
+        raise UsageError("--reassemble cannot be combined with -F, -E or --split")
+    reassemble(args.paths[:-1], args.paths[-1], force=args.force)
+    msgs.common(f"The dumpfile is saved to {args.paths[-1]}.")
     msgs.common("\ndumpfilter Completed.")
     return EXIT_OK
 
@@ -237,6 +353,10 @@ def main(argv: Optional[List[str]] = None) -> int:
             return EXIT_OK
         if args.dump_dmesg:
             return run_dump_dmesg(args, msgs)
+        if args.rearrange is not None:
+            return run_rearrange(args, msgs)
+        if args.reassemble:
+            return run_reassemble(args, msgs)
         return run_filter(args, msgs)
     except UsageError as e:
         msgs.error(f"{e} (try 'dumpfilter -h')")

@@ -12,7 +12,7 @@ from __future__ import annotations
 import logging
 import tempfile
 from dataclasses import dataclass, field
-from typing import Callable, List, Optional
+from typing import Callable, List, Optional, Tuple
 
 from dumpfilter._core import check, ffi, lib
 from dumpfilter.bitmaps import count_bits
@@ -34,8 +34,9 @@ from dumpfilter.writers.kdump import (
 
 log = logging.getLogger(__name__)
 
-#: Pages handed to zero detection/compression at once (4 MiB at 4 KiB).
-WINDOW_PAGES = 1024
+#: Pages handed to zero detection/compression at once (1 MiB at 4 KiB):
+#: small enough to keep the resident set low with several windows in flight.
+WINDOW_PAGES = 256
 
 
 @dataclass
@@ -46,6 +47,9 @@ class FilterOptions:
     zlib_encoder: str = "zlib"  # "zlib" (makedumpfile's bytes) or "isal"
     # Called as progress(step, done, total); the CLI prints it.
     progress: Optional[Callable[[str, int, int], None]] = None
+    # --split: write one piece holding only the pages of [start, end) pfns
+    # (full bitmaps, split = 1, start/end_pfn in the sub header).
+    split_range: Optional[Tuple[int, int]] = None
 
 
 @dataclass
@@ -96,6 +100,18 @@ def _bit_slice(bitmap: bytes, start: int, n: int) -> bytes:
     return (v & ((1 << n) - 1)).to_bytes((n + 7) // 8, "little")
 
 
+def _clip_bits(bitmap: bytes, start: int, npages: int, lo: int, hi: int) -> bytes:
+    """``bitmap`` (pfns ``[start, start+npages)``) with the bits outside
+    ``[lo, hi)`` cleared."""
+    a, b = max(lo, start) - start, min(hi, start + npages) - start
+    if a <= 0 and b >= npages:
+        return bitmap
+    if a >= b:
+        return bytes(len(bitmap))
+    keep = ((1 << (b - a)) - 1) << a
+    return (int.from_bytes(bitmap, "little") & keep).to_bytes(len(bitmap), "little")
+
+
 class _BitmapStore:
     """Where pass 2 finds the 2nd bitmap: the output itself if the sink can
     read, else an unlinked temporary file."""
@@ -141,6 +157,10 @@ def filter_dump(source: DumpSource, sink: Sink, options: FilterOptions) -> Filte
         notes=source.notes,
         status=codec.flag if codec else 0,
     )
+    lo, hi = 0, source.max_pfn
+    if options.split_range is not None:
+        lo, hi = options.split_range
+        fields.split, fields.start_pfn, fields.end_pfn = True, lo, hi
     stats = FilterStats(max_mapnr=source.max_pfn)
     progress = options.progress or (lambda *a: None)
 
@@ -157,13 +177,18 @@ def filter_dump(source: DumpSource, sink: Sink, options: FilterOptions) -> Filte
         stats.dumpable += count_bits(cyc.bitmap2, cyc.npages)
         cycles.append((cyc.start_pfn, cyc.npages))
     # Both bitmap halves are block-aligned: pad the 2nd to its full size.
+    # (Only when the bitmap leaves a gap: a bitmap filling its blocks
+    # exactly would lose its last byte.)
     pad_at = layout.bitmap2_offset + layout.bitmap_half_blocks * ps
-    sink.pwrite(b"\0", pad_at - 1)
+    if pad_at > layout.bitmap2_offset + (source.max_pfn + 7) // 8:
+        sink.pwrite(b"\0", pad_at - 1)
     stats.warnings += classifier.result.warnings
     for cid, name in CLASS_NAMES.items():
         stats.excluded[name] = classifier.result.counts[cid]
 
-    # Pass 2: descriptors and page data.
+    # Pass 2: descriptors and page data (a split piece: of its range only,
+    # but the descriptor area is sized for the whole dump, as makedumpfile).
+    expected = stats.dumpable
     stream = PageStream(sink, layout.desc_offset, layout.desc_offset + PAGE_DESC.size * stats.dumpable)
     zero_offset = None
     if level & 1:
@@ -179,8 +204,15 @@ def filter_dump(source: DumpSource, sink: Sink, options: FilterOptions) -> Filte
             stream.add_descriptors(desc, win.data, n)
 
     try:
+        if options.split_range is not None:
+            expected = 0
         for start, npages in cycles:
+            if start >= hi or start + npages <= lo:
+                continue
             bitmap2 = store.read(start, (npages + 7) // 8)
+            if options.split_range is not None:
+                bitmap2 = _clip_bits(bitmap2, start, npages, lo, hi)
+                expected += count_bits(bitmap2, npages)
             for blk in range(0, npages, WINDOW_PAGES):
                 nblk = min(WINDOW_PAGES, npages - blk)
                 if not any(_bit_slice(bitmap2, blk, nblk)):
@@ -204,11 +236,16 @@ def filter_dump(source: DumpSource, sink: Sink, options: FilterOptions) -> Filte
     finally:
         encoder.close()
     stream.flush()
+    erase = getattr(getattr(source, "header", None), "eraseinfo", b"") or b""
+    if erase:
+        # Re-filtering keeps the record of what an earlier run erased.
+        fields.eraseinfo_offset, fields.eraseinfo_size = stream.data_pos, len(erase)
+        sink.pwrite(erase, stream.data_pos)
     stats.excluded["zero"] = stats.zero_pages
     stats.pages_written = stream.pages - stats.zero_pages
-    if stream.pages != stats.dumpable:
+    if stream.pages != expected:
         raise DumpFilterError(
-            f"internal error: wrote {stream.pages} descriptors for {stats.dumpable} dumpable pages")
+            f"internal error: wrote {stream.pages} descriptors for {expected} dumpable pages")
     # Headers last: only a finished run has a valid signature.
     sink.pwrite(pack_headers(layout, fields), 0)
     sink.flush()
