@@ -2,8 +2,9 @@
 snappy (-p), zstd (-z), or none. Each page is compressed on its own; a page
 whose compressed form is not smaller than the page is stored raw.
 
-The flag values are the format's (``DUMP_DH_COMPRESSED_*``); they are the
-same numbers in the header ``status`` and in each page descriptor.
+The flag values are the format's (``DUMP_DH_COMPRESSED_*``, defined in
+``dumpfilter.kdumpformat``); they are the same numbers in the header
+``status`` and in each page descriptor.
 """
 from __future__ import annotations
 
@@ -12,14 +13,7 @@ from dataclasses import dataclass
 from typing import Callable, Dict, Optional
 
 from dumpfilter.errors import CodecError
-
-FLAG_ZLIB = 0x01
-FLAG_LZO = 0x02
-FLAG_SNAPPY = 0x04
-FLAG_INCOMPLETE = 0x08
-FLAG_EXCLUDED_VMEMMAP = 0x10
-FLAG_ZSTD = 0x20
-CODEC_FLAGS = FLAG_ZLIB | FLAG_LZO | FLAG_SNAPPY | FLAG_ZSTD
+from dumpfilter.kdumpformat import CODEC_FLAGS, FLAG_LZO, FLAG_SNAPPY, FLAG_ZLIB, FLAG_ZSTD
 
 
 @dataclass(frozen=True)

@@ -1,10 +1,9 @@
 """-E: ELF output with makedumpfile's PT_LOAD splitting, checked against
 makedumpfile -E, crash and libkdumpfile."""
+import functools
 import hashlib
 import os
 import struct
-import subprocess
-import sys
 
 import pytest
 
@@ -19,19 +18,14 @@ from dumpfilter.writers.elf import (
     plan_load,
     set_runs,
 )
+from clitools import run_cli
 from oracles import crash_sys_fields, libkdumpfile_digest, run_crash, run_makedumpfile
 
 ZERO_SHA1 = hashlib.sha1(bytes(4096)).hexdigest()
 
 
-def cli(*args, check=True, stdout=None, stdin=None):
-    r = subprocess.run([sys.executable, "-m", "dumpfilter", *map(str, args)],
-                       stdout=stdout if stdout is not None else subprocess.PIPE,
-                       stderr=subprocess.PIPE,
-                       stdin=stdin if stdin is not None else subprocess.DEVNULL)
-    if check and r.returncode != 0:
-        raise AssertionError(f"dumpfilter {args} exited {r.returncode}:\n{r.stderr.decode()}")
-    return r
+# Output as bytes: some tests write the flattened stream to stdout.
+cli = functools.partial(run_cli, text=False)
 
 
 # ------------------------------------------------------------------ unit

@@ -1,25 +1,20 @@
 """-F (flattened stream on stdout) and -R (rebuild from stdin), against
 makedumpfile's -F/-R, crash and libkdumpfile."""
+import functools
 import os
 import struct
 import subprocess
-import sys
 
 import pytest
 
+from clitools import run_cli
 from oracles import libkdumpfile_digest, run_crash, run_makedumpfile
 
 pytestmark = pytest.mark.realdump
 
 
-def cli(*args, stdin=None, stdout=None, check=True):
-    r = subprocess.run([sys.executable, "-m", "dumpfilter", *map(str, args)],
-                       stdin=stdin if stdin is not None else subprocess.DEVNULL,
-                       stdout=stdout if stdout is not None else subprocess.PIPE,
-                       stderr=subprocess.PIPE)
-    if check and r.returncode != 0:
-        raise AssertionError(f"dumpfilter {args} exited {r.returncode}: {r.stderr.decode()}")
-    return r
+# Output as bytes: some tests write the flattened stream to stdout.
+cli = functools.partial(run_cli, text=False)
 
 
 @pytest.fixture(scope="module")
@@ -91,18 +86,22 @@ def test_libkdumpfile_reads_rebuilt(outputs):
         libkdumpfile_digest(outputs / "direct.kdump")
 
 
+def _assert_R_fails(src, out):
+    """-R of the stream ``src``: one error line, exit code 1, no ``out``."""
+    with open(src, "rb") as f:
+        r = cli("-R", out, stdin=f, check=False)
+    assert r.returncode == 1
+    lines = r.stderr.decode().strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("dumpfilter: "), lines
+    assert not out.exists()
+
+
 def test_R_truncated_stream(outputs, tmp_path):
     data = (outputs / "s.flat").read_bytes()
     for cut in (100, len(data) // 2, len(data) - 16):
         src = tmp_path / "cut.flat"
         src.write_bytes(data[:cut])
-        out = tmp_path / "out.kdump"
-        with open(src, "rb") as f:
-            r = cli("-R", out, stdin=f, check=False)
-        assert r.returncode == 1
-        lines = r.stderr.decode().strip().splitlines()
-        assert len(lines) == 1 and lines[0].startswith("dumpfilter: "), lines
-        assert not out.exists()
+        _assert_R_fails(src, tmp_path / "out.kdump")
 
 
 def test_R_bogus_record(tmp_path):
@@ -113,13 +112,7 @@ def test_R_bogus_record(tmp_path):
                 struct.pack(">qq", (1 << 63) - 4, 10)):
         src = tmp_path / "bad.flat"
         src.write_bytes(bytes(bad) + rec + b"x" * 10 + b"\xff" * 16)
-        out = tmp_path / "out.kdump"
-        with open(src, "rb") as f:
-            r = cli("-R", out, stdin=f, check=False)
-        assert r.returncode == 1
-        lines = r.stderr.decode().strip().splitlines()
-        assert len(lines) == 1 and lines[0].startswith("dumpfilter: "), lines
-        assert not out.exists()
+        _assert_R_fails(src, tmp_path / "out.kdump")
 
 
 def test_R_refuses_overwrite(outputs, tmp_path):

@@ -2,14 +2,13 @@
 balanced, and merged back into the same bytes as an unsplit run."""
 import hashlib
 import shutil
-import subprocess
-import sys
 
 import pytest
 
 from dumpfilter.readers import open_dump
 from dumpfilter.readers.kdump import open_split
 from dumpfilter.writers.split import choose_ranges
+from clitools import run_cli, set_pfns
 from oracles import (
     crash_sys_fields,
     read_kdump_bitmap1,
@@ -19,18 +18,6 @@ from oracles import (
 )
 
 SPLITBLOCK_KB = "4096"  # 1024 pfns: the 512 MiB dump fits one default (1 GiB) block
-
-
-def cli(*args, check=True):
-    r = subprocess.run([sys.executable, "-m", "dumpfilter", *map(str, args)],
-                       capture_output=True, text=True, stdin=subprocess.DEVNULL)
-    if check and r.returncode != 0:
-        raise AssertionError(f"dumpfilter {args} exited {r.returncode}:\n{r.stderr}")
-    return r
-
-
-def _set_pfns(bm):
-    return [i for i in range(len(bm) * 8) if bm[i >> 3] >> (i & 7) & 1]
 
 
 def test_choose_ranges():
@@ -43,7 +30,7 @@ def test_choose_ranges():
 @pytest.fixture(scope="module")
 def direct(kdump_vmcore, tmp_path_factory):
     d = tmp_path_factory.mktemp("split")
-    cli("-c", "-d", "31", kdump_vmcore, d / "direct.kdump")
+    run_cli("-c", "-d", "31", kdump_vmcore, d / "direct.kdump")
     return d / "direct.kdump"
 
 
@@ -51,9 +38,9 @@ def direct(kdump_vmcore, tmp_path_factory):
 @pytest.mark.parametrize("n", [2, 3, 4])
 def test_split_pieces_and_reassemble(n, kdump_vmcore, direct, tmp_path):
     pieces = [tmp_path / f"p{i}.kdump" for i in range(n)]
-    cli("--split", "-c", "-d", "31", "--splitblock-size", SPLITBLOCK_KB, kdump_vmcore, *pieces)
+    run_cli("--split", "-c", "-d", "31", "--splitblock-size", SPLITBLOCK_KB, kdump_vmcore, *pieces)
     bm2 = read_kdump_bitmap2(direct)
-    dumpable = _set_pfns(bm2)
+    dumpable = set_pfns(bm2)
     prev_end = 0
     counts = []
     for p in pieces:
@@ -78,7 +65,7 @@ def test_split_pieces_and_reassemble(n, kdump_vmcore, direct, tmp_path):
             assert a == b, pfn
     # reassemble == unsplit run, byte for byte
     out = tmp_path / "merged.kdump"
-    cli("--reassemble", *pieces, out)
+    run_cli("--reassemble", *pieces, out)
     assert out.read_bytes() == direct.read_bytes()
     h = read_kdump_header(out)
     assert (h["split"], h["start_pfn_64"], h["end_pfn_64"]) == (0, 0, 0)
@@ -88,7 +75,7 @@ def test_split_pieces_and_reassemble(n, kdump_vmcore, direct, tmp_path):
 @pytest.mark.oracle
 def test_crash_opens_split_set(kdump_vmcore, tmp_path, debug_vmlinux):
     pieces = [tmp_path / f"p{i}.kdump" for i in range(3)]
-    cli("--split", "-c", "-d", "31", "--splitblock-size", SPLITBLOCK_KB, kdump_vmcore, *pieces)
+    run_cli("--split", "-c", "-d", "31", "--splitblock-size", SPLITBLOCK_KB, kdump_vmcore, *pieces)
     out = run_crash(debug_vmlinux, pieces, ["sys", "bt"])
     f = crash_sys_fields(out)
     assert "sysrq triggered crash" in f["PANIC"], out
@@ -99,11 +86,11 @@ def test_crash_opens_split_set(kdump_vmcore, tmp_path, debug_vmlinux):
 @pytest.mark.realdump
 def test_reassemble_bad_sets(kdump_vmcore, direct, tmp_path):
     a = [tmp_path / f"a{i}.kdump" for i in range(3)]
-    cli("--split", "-c", "-d", "31", "--splitblock-size", SPLITBLOCK_KB, kdump_vmcore, *a)
+    run_cli("--split", "-c", "-d", "31", "--splitblock-size", SPLITBLOCK_KB, kdump_vmcore, *a)
     b = [tmp_path / f"b{i}.kdump" for i in range(2)]
-    cli("--split", "-c", "-d", "8", "--splitblock-size", SPLITBLOCK_KB, kdump_vmcore, *b)
+    run_cli("--split", "-c", "-d", "8", "--splitblock-size", SPLITBLOCK_KB, kdump_vmcore, *b)
     c = [tmp_path / f"c{i}.kdump" for i in range(2)]
-    cli("--split", "-c", "-d", "31", "--splitblock-size", SPLITBLOCK_KB, kdump_vmcore, *c)
+    run_cli("--split", "-c", "-d", "31", "--splitblock-size", SPLITBLOCK_KB, kdump_vmcore, *c)
     assert read_kdump_header(c[0])["end_pfn_64"] > read_kdump_header(a[1])["start_pfn_64"]
     out = tmp_path / "out.kdump"
     bad_sets = {
@@ -115,7 +102,7 @@ def test_reassemble_bad_sets(kdump_vmcore, direct, tmp_path):
         "last missing": [a[0], a[1]],
     }
     for why, set_ in bad_sets.items():
-        r = cli("--reassemble", *set_, out, check=False)
+        r = run_cli("--reassemble", *set_, out, check=False)
         lines = r.stderr.strip().splitlines()
         assert r.returncode == 1, why
         assert len(lines) == 1 and lines[0].startswith("dumpfilter: "), (why, lines)
@@ -129,7 +116,7 @@ def test_split_argument_errors(tmp_path):
                  ["--split", "-F", x, tmp_path / "a", tmp_path / "b"],
                  ["--splitblock-size", "1024", x, tmp_path / "a"],
                  ["--reassemble", tmp_path / "a", tmp_path / "b"]):
-        r = cli(*args, check=False)
+        r = run_cli(*args, check=False)
         lines = r.stderr.strip().splitlines()
         assert r.returncode == 1 and len(lines) == 1 and lines[0].startswith("dumpfilter: "), lines
         assert not (tmp_path / "a").exists() and not (tmp_path / "b").exists()
@@ -139,5 +126,5 @@ def test_split_argument_errors(tmp_path):
 def test_split_refuses_existing_and_cleans_up(kdump_vmcore, tmp_path):
     a, b = tmp_path / "a", tmp_path / "b"
     b.write_bytes(b"keep")
-    r = cli("--split", "-d", "31", kdump_vmcore, a, b, check=False)
+    r = run_cli("--split", "-d", "31", kdump_vmcore, a, b, check=False)
     assert r.returncode == 1 and b.read_bytes() == b"keep" and not a.exists()

@@ -4,8 +4,6 @@ class ground truth, libkdumpfile, crash with the debug vmlinux, and our own
 reader."""
 import hashlib
 import re
-import subprocess
-import sys
 
 import pytest
 
@@ -14,6 +12,7 @@ from dumpfilter.classify import Classifier
 from dumpfilter.readers.elf import ElfSource
 from dumpfilter.vmcoreinfo import VmcoreInfo
 
+from clitools import page_sha1s, run_cli, set_pfns
 from oracles import (
     libkdumpfile_digest,
     read_kdump_bitmap1,
@@ -36,14 +35,6 @@ STAT_KEYS = {
     "Hwpoison pages": "hwpoison",
     "Offline pages": "offline",
 }
-
-
-def run_cli(*args, check=True):
-    r = subprocess.run([sys.executable, "-m", "dumpfilter", *map(str, args)],
-                       capture_output=True, text=True, stdin=subprocess.DEVNULL)
-    if check and r.returncode != 0:
-        raise AssertionError(f"dumpfilter {args} exited {r.returncode}:\n{r.stderr}")
-    return r
 
 
 def parse_stats(text):
@@ -126,25 +117,14 @@ def test_d31_header_and_bitmaps(d31_outputs, reference_dir, mdf_d31_zlib, opt):
     assert parse_stats(report) == parse_stats((reference_dir / "stats-d31.txt").read_text())
 
 
-def _source_page_hashes(vmcore, pfns):
-    src = ElfSource(str(vmcore))
-    out = {}
-    buf = bytearray(4096)
-    for pfn in pfns:
-        src.read_pages(pfn, 1, memoryview(buf))
-        out[pfn] = hashlib.sha1(buf).hexdigest()
-    return out
-
-
 @pytest.fixture(scope="module")
 def kept_pfns(reference_dir):
-    bits = (reference_dir / "bitmap2-d31.bin").read_bytes()
-    return [i for i in range(len(bits) * 8) if bits[i >> 3] >> (i & 7) & 1]
+    return set_pfns((reference_dir / "bitmap2-d31.bin").read_bytes())
 
 
 @pytest.fixture(scope="module")
 def source_hashes(kdump_vmcore, kept_pfns):
-    return _source_page_hashes(kdump_vmcore, kept_pfns)
+    return page_sha1s(kdump_vmcore, kept_pfns)
 
 
 @pytest.mark.parametrize("opt", sorted(CODECS))

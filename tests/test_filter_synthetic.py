@@ -3,9 +3,6 @@ the builder knows: 5-level paging, 1 GiB/4 KiB mappings, SME C-bit,
 non-extreme SPARSEMEM, newer kernels' page types (6.9 hugetlb, 6.10 slab,
 6.12 top-byte types and unaccepted memory, 7.1 compound_info), hwpoison and
 offline pages, QEMU's ELF quirks, and batch/cycle boundaries."""
-import subprocess
-import sys
-
 import pytest
 
 from dumpfilter.classify import CLASS_NAMES, Classifier
@@ -13,6 +10,7 @@ from dumpfilter.readers import open_dump
 from dumpfilter.synthetic import ImageSpec, build_vmcore, expected_bitmap2, expected_counts
 from dumpfilter.vmcoreinfo import VmcoreInfo
 
+from clitools import run_cli
 from oracles import read_kdump_bitmap2
 
 VARIANTS = {
@@ -66,9 +64,7 @@ def test_classifier_matches_truth(image, level):
 def test_cli_output_matches_truth(image, tmp_path):
     path, info = image
     out = tmp_path / "out.kdump"
-    r = subprocess.run([sys.executable, "-m", "dumpfilter", "-z", "-d", "31", "--message-level", "31",
-                        str(path), str(out)], capture_output=True, text=True)
-    assert r.returncode == 0, r.stderr
+    r = run_cli("-z", "-d", "31", "--message-level", "31", path, out)
     expected = expected_bitmap2(info, 31)
     got = read_kdump_bitmap2(out)
     assert got[: len(expected)] == expected

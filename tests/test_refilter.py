@@ -1,14 +1,11 @@
 """Re-filtering: a kdump-compressed (ours or makedumpfile's) or flattened
 dump as input. Levels are OR'ed, the 2nd bitmap matches filtering the raw
 capture, page contents and notes are carried over unchanged."""
-import hashlib
 import struct
-import subprocess
-import sys
 
 import pytest
 
-from dumpfilter.readers import open_dump
+from clitools import page_sha1s, run_cli, set_pfns
 from oracles import (
     crash_sys_fields,
     libkdumpfile_digest,
@@ -21,28 +18,6 @@ from oracles import (
 pytestmark = pytest.mark.realdump
 
 
-def cli(*args, check=True):
-    r = subprocess.run([sys.executable, "-m", "dumpfilter", *map(str, args)],
-                       capture_output=True, text=True, stdin=subprocess.DEVNULL)
-    if check and r.returncode != 0:
-        raise AssertionError(f"dumpfilter {args} exited {r.returncode}:\n{r.stderr}")
-    return r
-
-
-def _pages_sha1(path, pfns):
-    out = {}
-    with open_dump(path) as src:
-        buf = bytearray(src.page_size)
-        for pfn in pfns:
-            src.read_pages(pfn, 1, memoryview(buf))
-            out[pfn] = hashlib.sha1(buf).hexdigest()
-    return out
-
-
-def _set_pfns(bitmap):
-    return [i for i in range(len(bitmap) * 8) if bitmap[i >> 3] >> (i & 7) & 1]
-
-
 @pytest.fixture(scope="module")
 def mdf_d1(kdump_vmcore, tmp_path_factory):
     out = tmp_path_factory.mktemp("refilter") / "mdf-d1-c.kdump"
@@ -53,7 +28,7 @@ def mdf_d1(kdump_vmcore, tmp_path_factory):
 @pytest.mark.oracle
 def test_refilter_makedumpfile_d1(mdf_d1, kdump_vmcore, reference_dir, tmp_path):
     out = tmp_path / "d31.kdump"
-    cli("-d", "31", "-z", mdf_d1, out)
+    run_cli("-d", "31", "-z", mdf_d1, out)
     bm2 = read_kdump_bitmap2(out)
     assert bm2 == (reference_dir / "bitmap2-d31.bin").read_bytes()
     h, h_in = read_kdump_header(out), read_kdump_header(mdf_d1)
@@ -65,8 +40,8 @@ def test_refilter_makedumpfile_d1(mdf_d1, kdump_vmcore, reference_dir, tmp_path)
         f.seek(h["offset_note"]); g.seek(h_in["offset_note"])
         assert f.read(h["size_note"]) == g.read(h_in["size_note"])
     # every kept page equals the raw capture (libkdumpfile reads ours)
-    pfns = _set_pfns(bm2)
-    raw = _pages_sha1(kdump_vmcore, pfns)
+    pfns = set_pfns(bm2)
+    raw = page_sha1s(kdump_vmcore, pfns)
     got = libkdumpfile_digest(out)
     assert {p: got[p] for p in pfns} == raw
     assert sum(v is not None for v in got.values()) == len(pfns)
@@ -74,34 +49,31 @@ def test_refilter_makedumpfile_d1(mdf_d1, kdump_vmcore, reference_dir, tmp_path)
 
 def test_refilter_ors_levels(mdf_d1, tmp_path):
     out = tmp_path / "d16.kdump"
-    cli("-d", "16", "-c", mdf_d1, out)
+    run_cli("-d", "16", "-c", mdf_d1, out)
     assert read_kdump_header(out)["dump_level"] == 17
 
 
 def test_refilter_our_output_and_flat(kdump_vmcore, reference_dir, tmp_path):
     """ours at -d 2 (lzo) -> -d 31; and a -F stream of it as input."""
     a = tmp_path / "d2.kdump"
-    cli("-l", "-d", "2", kdump_vmcore, a)
+    run_cli("-l", "-d", "2", kdump_vmcore, a)
     b = tmp_path / "d31.kdump"
-    cli("-c", "-d", "31", a, b)
+    run_cli("-c", "-d", "31", a, b)
     direct = tmp_path / "direct.kdump"
-    cli("-c", "-d", "31", kdump_vmcore, direct)
+    run_cli("-c", "-d", "31", kdump_vmcore, direct)
     assert b.read_bytes() == direct.read_bytes()
     flat = tmp_path / "d2.flat"
     with open(flat, "wb") as f:
-        r = subprocess.run([sys.executable, "-m", "dumpfilter", "-F", "-p", "-d", "2",
-                            str(kdump_vmcore)], stdout=f, stderr=subprocess.PIPE,
-                           stdin=subprocess.DEVNULL)
-    assert r.returncode == 0, r.stderr
+        run_cli("-F", "-p", "-d", "2", kdump_vmcore, stdout=f)
     c = tmp_path / "d31-from-flat.kdump"
-    cli("-c", "-d", "31", flat, c)
+    run_cli("-c", "-d", "31", flat, c)
     assert c.read_bytes() == direct.read_bytes()
 
 
 def test_refilter_carries_eraseinfo(kdump_vmcore, tmp_path):
     """A dump with eraseinfo (made by appending one to ours) keeps it."""
     a = tmp_path / "a.kdump"
-    cli("-c", "-d", "31", kdump_vmcore, a)
+    run_cli("-c", "-d", "31", kdump_vmcore, a)
     text = b"erase jiffies size 8\n"
     data = bytearray(a.read_bytes())
     off = len(data)
@@ -109,7 +81,7 @@ def test_refilter_carries_eraseinfo(kdump_vmcore, tmp_path):
     struct.pack_into("<qQ", data, 4096 + 64, off, len(text))
     a.write_bytes(data)
     b = tmp_path / "b.kdump"
-    cli("-c", "-d", "31", a, b)
+    run_cli("-c", "-d", "31", a, b)
     h = read_kdump_header(b)
     assert h["size_eraseinfo"] == len(text)
     with open(b, "rb") as f:
@@ -122,7 +94,7 @@ def test_refilter_carries_eraseinfo(kdump_vmcore, tmp_path):
 def test_refilter_qemu(fixture, request, tmp_path, debug_vmlinux):
     src = request.getfixturevalue(fixture)
     out = tmp_path / "q.kdump"
-    cli("-d", "31", "-c", src, out)
+    run_cli("-d", "31", "-c", src, out)
     h = read_kdump_header(out)
     assert h["dump_level"] == 31 and h["utsname"]["machine"] == "x86_64"
     text = run_crash(debug_vmlinux, [out], ["sys"])
@@ -130,7 +102,7 @@ def test_refilter_qemu(fixture, request, tmp_path, debug_vmlinux):
     assert f["RELEASE"] == "6.1.0-56-amd64", text
     assert "[PARTIAL DUMP]" in f["DUMPFILE"], text
     # pages kept equal the input's pages
-    pfns = _set_pfns(read_kdump_bitmap2(out))
+    pfns = set_pfns(read_kdump_bitmap2(out))
     step = max(1, len(pfns) // 2000)
     sample = pfns[::step]
-    assert _pages_sha1(out, sample) == _pages_sha1(src, sample)
+    assert page_sha1s(out, sample) == page_sha1s(src, sample)

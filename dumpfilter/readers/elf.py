@@ -13,24 +13,27 @@ from __future__ import annotations
 import bisect
 import mmap
 import os
-import struct
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Iterator, List, Sequence, Tuple
 
 from dumpfilter.bitmaps import merge_ranges
+from dumpfilter.elfformat import (
+    EHDR,
+    ELFCLASS64,
+    ELFDATA2LSB,
+    ELFMAG,
+    ET_CORE,
+    PHDR,
+    PN_XNUM,
+    PT_LOAD,
+    PT_NOTE,
+    SH_INFO,
+    SHDR,
+)
 from dumpfilter.elfnotes import find_vmcoreinfo
 from dumpfilter.errors import CorruptDumpError, NotAVmcoreError, TruncatedDumpError
 from dumpfilter.readers.base import DumpSource, PhysRange
-
-PT_LOAD = 1
-PT_NOTE = 4
-PN_XNUM = 0xFFFF
-ET_CORE = 4
-EM_X86_64 = 62
-
-_EHDR = struct.Struct("<16sHHIQQQIHHHHHH")
-_PHDR = struct.Struct("<IIQQQQQQ")
-_SHDR = struct.Struct("<IIQQQQIIQQ")
 
 #: Largest mmap window handed out by page_windows (bytes).
 WINDOW_BYTES = 4 << 20
@@ -102,17 +105,17 @@ class ElfSource(DumpSource):
         # /proc/vmcore reports its real size; a regular file's size is the
         # truth for truncation checks.
         self._size = st.st_size
-        ident = os.pread(self._fd, _EHDR.size, 0)
-        if len(ident) < 4 or ident[:4] != b"\x7fELF":
+        ident = os.pread(self._fd, EHDR.size, 0)
+        if len(ident) < 4 or ident[:4] != ELFMAG:
             raise NotAVmcoreError(f"{self.path}: not an ELF file")
-        if len(ident) < _EHDR.size:
+        if len(ident) < EHDR.size:
             raise TruncatedDumpError(f"{self.path}: truncated ELF header")
-        if ident[4] != 2:
+        if ident[4] != ELFCLASS64:
             raise NotAVmcoreError(f"{self.path}: not an ELF64 file (only 64-bit vmcores are supported)")
-        if ident[5] != 1:
+        if ident[5] != ELFDATA2LSB:
             raise NotAVmcoreError(f"{self.path}: big-endian ELF is not supported")
         (_, e_type, e_machine, _, _, e_phoff, e_shoff, _, _, e_phentsize, e_phnum,
-         e_shentsize, _, _) = _EHDR.unpack(ident)
+         e_shentsize, _, _) = EHDR.unpack(ident)
         if e_type != ET_CORE:
             raise NotAVmcoreError(f"{self.path}: ELF type {e_type} is not a core file")
         self.e_machine = e_machine
@@ -120,16 +123,16 @@ class ElfSource(DumpSource):
             # Extended numbering: the real count is in section 0's sh_info.
             if not e_shoff:
                 raise CorruptDumpError(f"{self.path}: e_phnum is PN_XNUM but there is no section header")
-            sh = _SHDR.unpack(self._pread(_SHDR.size, e_shoff))
-            e_phnum = sh[7]
-        if e_phentsize != _PHDR.size and e_phnum:
-            raise CorruptDumpError(f"{self.path}: program header size {e_phentsize}, expected {_PHDR.size}")
-        table = self._pread(e_phnum * _PHDR.size, e_phoff)
+            sh = SHDR.unpack(self._pread(SHDR.size, e_shoff))
+            e_phnum = sh[SH_INFO]
+        if e_phentsize != PHDR.size and e_phnum:
+            raise CorruptDumpError(f"{self.path}: program header size {e_phentsize}, expected {PHDR.size}")
+        table = self._pread(e_phnum * PHDR.size, e_phoff)
         notes: List[bytes] = []
         loads: List[LoadSegment] = []
         for i in range(e_phnum):
-            p_type, _flags, off, vaddr, paddr, filesz, memsz, _align = _PHDR.unpack_from(
-                table, i * _PHDR.size
+            p_type, _flags, off, vaddr, paddr, filesz, memsz, _align = PHDR.unpack_from(
+                table, i * PHDR.size
             )
             if p_type == PT_NOTE:
                 notes.append(self._pread(filesz, off))
@@ -247,6 +250,35 @@ class ElfSource(DumpSource):
                 self.read_pages(pfn, n, memoryview(buf))
                 yield pfn, n, memoryview(buf)
             pfn += n
+
+    #: ``window`` may be called from several threads at once.
+    thread_safe_windows = True
+
+    @contextmanager
+    def window(self, start_pfn: int, npages: int) -> Iterator[memoryview]:
+        """The contents of ``npages`` pages as one view, mapped (no copy)
+        when they lie in one file-backed piece, else read into a buffer.
+        The view is valid inside the ``with`` block only."""
+        ps = self.page_size
+        parts = list(self._walk(start_pfn * ps, npages * ps))
+        if len(parts) == 1 and parts[0][2] >= 0:
+            off = parts[0][2]
+            aligned = off - off % mmap.ALLOCATIONGRANULARITY
+            m = mmap.mmap(self._fd, npages * ps + (off - aligned), mmap.MAP_SHARED,
+                          mmap.PROT_READ, offset=aligned)
+            view = memoryview(m)[off - aligned:off - aligned + npages * ps]
+            try:
+                yield view
+            finally:
+                view.release()
+                try:
+                    m.close()
+                except BufferError:
+                    pass  # a consumer still holds a view; GC unmaps it
+        else:
+            buf = bytearray(npages * ps)
+            self.read_pages(start_pfn, npages, memoryview(buf))
+            yield memoryview(buf)
 
     def close(self) -> None:
         if self._fd >= 0:

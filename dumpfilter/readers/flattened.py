@@ -19,20 +19,21 @@ regular file and require the exact terminator.
 from __future__ import annotations
 
 import os
-import struct
 from array import array
 from bisect import bisect_right
-from typing import BinaryIO, Union
+from typing import BinaryIO, Optional, Tuple, Union
 
 from dumpfilter.errors import CorruptDumpError, NotAVmcoreError, TruncatedDumpError
+from dumpfilter.kdumpformat import (
+    FLAT_END,
+    FLAT_HEADER_SIZE,
+    FLAT_RECORD,
+    FLAT_SIGNATURE,
+    FLAT_SIGNATURE_FIELD,
+    FLAT_TYPE,
+    FLAT_VERSION,
+)
 
-FLAT_SIGNATURE = b"makedumpfile"
-FLAT_HEADER_SIZE = 4096
-FLAT_TYPE = 1
-FLAT_VERSION = 1
-_SIG_FIELD = 16
-_HDR = struct.Struct(">qq")  # flat header type/version, and each record header
-_END = (-1, -1)
 _MAX_OFFSET = 1 << 63
 _COPY_CHUNK = 1 << 20
 
@@ -53,7 +54,7 @@ def check_flat_header(head: bytes, name: str) -> None:
         raise TruncatedDumpError(
             f"{name}: flattened header is {len(head)} bytes, expected {FLAT_HEADER_SIZE}"
         )
-    ftype, fversion = _HDR.unpack_from(head, _SIG_FIELD)
+    ftype, fversion = FLAT_RECORD.unpack_from(head, FLAT_SIGNATURE_FIELD)
     if ftype != FLAT_TYPE:
         raise CorruptDumpError(f"{name}: flattened header type {ftype}, expected {FLAT_TYPE}")
     if fversion != FLAT_VERSION:
@@ -62,7 +63,22 @@ def check_flat_header(head: bytes, name: str) -> None:
         )
 
 
-def _check_record(name: str, pos: int, offset: int, size: int) -> None:
+def _record_header(raw: bytes, name: str, pos: int) -> Optional[Tuple[int, int]]:
+    """``(offset, size)`` of the record header ``raw`` read at stream
+    position ``pos``; None for the end marker. Raises for a header cut short
+    or invalid."""
+    if len(raw) == 0:
+        raise TruncatedDumpError(
+            f"{name}: flattened stream ends at {pos} without the end marker (-1, -1)"
+        )
+    if len(raw) < FLAT_RECORD.size:
+        raise TruncatedDumpError(
+            f"{name}: flattened record header at {pos} cut short ({len(raw)} of"
+            f" {FLAT_RECORD.size} bytes)"
+        )
+    offset, size = FLAT_RECORD.unpack(raw)
+    if (offset, size) == FLAT_END:
+        return None
     if offset < 0 or size < 0:
         raise CorruptDumpError(
             f"{name}: flattened record at file offset {pos} has offset {offset}, size {size}"
@@ -73,6 +89,7 @@ def _check_record(name: str, pos: int, offset: int, size: int) -> None:
             f"{name}: flattened record at file offset {pos} ends at {offset + size},"
             " beyond 2**63"
         )
+    return offset, size
 
 
 class FlattenedFile:
@@ -107,20 +124,11 @@ class FlattenedFile:
     def _scan(self) -> None:
         pos, fsize, name = FLAT_HEADER_SIZE, self.file_size, self.name
         while True:
-            raw = os.pread(self._fd, _HDR.size, pos)
-            if len(raw) == 0:
-                raise TruncatedDumpError(
-                    f"{name}: flattened stream ends at {pos} without the end marker (-1, -1)"
-                )
-            if len(raw) < _HDR.size:
-                raise TruncatedDumpError(
-                    f"{name}: flattened record header at {pos} cut short ({len(raw)} of 16 bytes)"
-                )
-            offset, size = _HDR.unpack(raw)
-            if (offset, size) == _END:
+            record = _record_header(os.pread(self._fd, FLAT_RECORD.size, pos), name, pos)
+            if record is None:
                 return
-            _check_record(name, pos, offset, size)
-            data = pos + _HDR.size
+            offset, size = record
+            data = pos + FLAT_RECORD.size
             if data + size > fsize:
                 raise TruncatedDumpError(
                     f"{name}: flattened record at {pos} ({size} bytes for offset {offset})"
@@ -246,16 +254,11 @@ def rebuild(stream_in: PathOrStream, out_path: Union[str, "os.PathLike[str]"]) -
     try:
         end = 0
         while True:
-            raw = _read_full(stream_in, _HDR.size)
-            if len(raw) < _HDR.size:
-                raise TruncatedDumpError(
-                    f"{name}: flattened stream ends at {pos + len(raw)} without the end marker"
-                )
-            offset, size = _HDR.unpack(raw)
-            if (offset, size) == _END:
+            record = _record_header(_read_full(stream_in, FLAT_RECORD.size), name, pos)
+            if record is None:
                 break
-            _check_record(name, pos, offset, size)
-            pos += _HDR.size
+            offset, size = record
+            pos += FLAT_RECORD.size
             done = 0
             while done < size:
                 chunk = _read_full(stream_in, min(_COPY_CHUNK, size - done))

@@ -34,17 +34,7 @@ from dataclasses import dataclass
 from typing import Iterable, Iterator, List, Optional, Protocol, Sequence, Tuple, Union
 
 from dumpfilter.bitmaps import count_bits
-from dumpfilter.compress import (
-    CODEC_FLAGS,
-    FLAG_EXCLUDED_VMEMMAP,
-    FLAG_INCOMPLETE,
-    FLAG_LZO,
-    FLAG_SNAPPY,
-    FLAG_ZLIB,
-    FLAG_ZSTD,
-    codec_for_flag,
-    decompress_page,
-)
+from dumpfilter.compress import codec_for_flag, decompress_page
 from dumpfilter.elfnotes import find_vmcoreinfo
 from dumpfilter.errors import (
     CodecError,
@@ -54,23 +44,30 @@ from dumpfilter.errors import (
     TruncatedDumpError,
     UnsupportedDumpError,
 )
+from dumpfilter.kdumpformat import (
+    BLOCK_SIZE_OFFSET_32BIT,
+    CODEC_FLAGS,
+    DISK_HEADER,
+    DISKDUMP_SIGNATURE,
+    FLAG_EXCLUDED_VMEMMAP,
+    FLAG_INCOMPLETE,
+    FLAG_LZO,
+    FLAG_SNAPPY,
+    FLAG_ZLIB,
+    FLAG_ZSTD,
+    HEADER_VERSION as MAX_HEADER_VERSION,
+    HEADER_VERSION_OFFSET,
+    KDUMP_SIGNATURE,
+    PAGE_DESC,
+    SUB_HEADER,
+    SUB_HEADER_SINCE,
+)
 from dumpfilter.readers.base import DumpHeaderInfo, DumpSource
 from dumpfilter.readers.flattened import FlattenedFile, is_flattened
 from dumpfilter.vmcoreinfo import VmcoreInfo
 
-
-KDUMP_SIGNATURE = b"KDUMP   "
-DISKDUMP_SIGNATURE = b"DISKDUMP"
-MAX_HEADER_VERSION = 6
 MIN_BLOCK_SIZE = 4096
 MAX_BLOCK_SIZE = 262144
-
-#: struct disk_dump_header, LP64 little endian (464 bytes).
-DISK_HEADER = struct.Struct("<8si390s6xqqIiiIIIIIIi")
-#: struct kdump_sub_header, LP64 little endian (104 bytes).
-SUB_HEADER = struct.Struct("<QiiQQqQqQqQQQQ")
-#: struct page_desc: offset, size, flags, page_flags (24 bytes).
-PAGE_DESC = struct.Struct("<qIIQ")
 
 SECTION_PFNS = 32768  # pfns per prefix-count entry and per cached bitmap block
 _SECTION_BYTES = SECTION_PFNS // 8
@@ -188,8 +185,9 @@ class DiskDumpHeader:
 
 @dataclass(frozen=True)
 class KdumpSubHeader:
-    """``struct kdump_sub_header`` (block 1). Fields the header version does
-    not define are 0; ``phys_base`` is the raw unsigned value."""
+    """``struct kdump_sub_header`` (block 1), fields in ``SUB_HEADER_FIELDS``
+    order. Fields the header version does not define are 0; ``phys_base``
+    is the raw unsigned value."""
 
     phys_base: int = 0
     dump_level: int = 0
@@ -209,13 +207,7 @@ class KdumpSubHeader:
 
 def _parse_sub_header(raw: bytes, version: int) -> KdumpSubHeader:
     v = SUB_HEADER.unpack(raw)
-    keep = [True, True]  # phys_base, dump_level (v >= 1)
-    keep += [version >= 2] * 3  # split, start_pfn, end_pfn
-    keep += [version >= 3] * 2  # vmcoreinfo
-    keep += [version >= 4] * 2  # notes
-    keep += [version >= 5] * 2  # eraseinfo
-    keep += [version >= 6] * 3  # *_64
-    return KdumpSubHeader(*(x if k else 0 for x, k in zip(v, keep)))
+    return KdumpSubHeader(*(x if version >= v0 else 0 for x, v0 in zip(v, SUB_HEADER_SINCE)))
 
 
 def _signed64(v: int) -> int:
@@ -393,7 +385,7 @@ class KdumpSource(DumpSource):
     def _check_layout(self, raw: bytes, hdr: DiskDumpHeader) -> None:
         name = self.path
         if not 0 <= hdr.header_version <= MAX_HEADER_VERSION:
-            (be_version,) = struct.unpack_from(">i", raw, 8)
+            (be_version,) = struct.unpack_from(">i", raw, HEADER_VERSION_OFFSET)
             if 0 <= be_version <= MAX_HEADER_VERSION:
                 raise UnsupportedDumpError(
                     f"{name}: big-endian kdump header; only little-endian 64-bit dumps"
@@ -403,7 +395,7 @@ class KdumpSource(DumpSource):
                 f"{name}: kdump header_version {hdr.header_version} unknown (supported: 0-6)"
             )
         if not _is_block_size(hdr.block_size):
-            (bs32,) = struct.unpack_from("<i", raw, 416)  # block_size of the 32-bit layout
+            (bs32,) = struct.unpack_from("<i", raw, BLOCK_SIZE_OFFSET_32BIT)
             if _is_block_size(bs32):
                 raise UnsupportedDumpError(
                     f"{name}: 32-bit kdump header layout; only 64-bit dumps are supported"

@@ -17,7 +17,6 @@ are written last.
 """
 from __future__ import annotations
 
-import struct
 import tempfile
 from dataclasses import dataclass
 from typing import Iterable, Iterator, List, Sequence, Tuple
@@ -25,21 +24,28 @@ from typing import Iterable, Iterator, List, Sequence, Tuple
 from dumpfilter._core import check, ffi, lib
 from dumpfilter.bitmaps import count_bits
 from dumpfilter.classify import CLASS_NAMES, Classifier
+from dumpfilter.elfformat import (
+    EHDR,
+    ELFCLASS64,
+    ELFDATA2LSB,
+    ELFMAG,
+    EM_X86_64,
+    ET_CORE,
+    EV_CURRENT,
+    PHDR,
+    PN_XNUM,
+    PT_LOAD,
+    PT_NOTE,
+    SHDR,
+)
 from dumpfilter.errors import DumpFilterError
 from dumpfilter.memory.x86_64 import X86_64Memory
 from dumpfilter.vmcoreinfo import VmcoreInfo
 
-PT_LOAD, PT_NOTE = 1, 4
-PN_XNUM = 0xFFFF
-ET_CORE = 4
-EM_X86_64 = 62
 DUMP_ELF_INCOMPLETE = 1
 #: makedumpfile's PFN_EXCLUDED: shorter excluded runs stay in the file.
 PFN_EXCLUDED = 256
 
-EHDR = struct.Struct("<16sHHIQQQIHHHHHH")
-PHDR = struct.Struct("<IIQQQQQQ")
-SHDR = struct.Struct("<IIQQQQIIQQ")
 _PF_RWX = 7
 _CHUNK_PFNS = 1 << 18
 
@@ -122,9 +128,9 @@ def pack_elf_headers(loads: Sequence[OutLoad], note_size: int, e_machine: int = 
     xnum = phnum >= PN_XNUM
     ph_end = EHDR.size + phnum * PHDR.size
     note_off = ph_end + (SHDR.size if xnum else 0)
-    ident = b"\x7fELF" + bytes([2, 1, 1, 0]) + bytes(8)
+    ident = ELFMAG + bytes([ELFCLASS64, ELFDATA2LSB, EV_CURRENT, 0]) + bytes(8)
     out = bytearray(EHDR.pack(
-        ident, ET_CORE, e_machine, 1, 0, EHDR.size, ph_end if xnum else 0, e_flags,
+        ident, ET_CORE, e_machine, EV_CURRENT, 0, EHDR.size, ph_end if xnum else 0, e_flags,
         EHDR.size, PHDR.size, PN_XNUM if xnum else phnum,
         SHDR.size if xnum else 0, 1 if xnum else 0, 0))
     out += PHDR.pack(PT_NOTE, 0, note_off, 0, 0, note_size, note_size, 0)

@@ -10,24 +10,14 @@ file. ``pread`` returns None: the filter keeps its 2nd bitmap elsewhere.
 from __future__ import annotations
 
 import os
-import struct
 
+from dumpfilter.kdumpformat import FLAT_END, FLAT_RECORD, flat_header
 from dumpfilter.writers.kdump import Sink
 
-FLAT_SIGNATURE = b"makedumpfile"
-FLAT_HEADER_SIZE = 4096
-_REC = struct.Struct(">qq")
 #: Largest payload of one record.
 MAX_RECORD = 1 << 20
 #: Bytes buffered before a write(2) to the output.
 _BUFFER = 1 << 20
-
-
-def flat_header() -> bytes:
-    head = bytearray(FLAT_HEADER_SIZE)
-    head[: len(FLAT_SIGNATURE)] = FLAT_SIGNATURE
-    _REC.pack_into(head, 16, 1, 1)  # type = TYPE_FLAT_HEADER, version = 1
-    return bytes(head)
 
 
 class FlatSink(Sink):
@@ -59,7 +49,7 @@ class FlatSink(Sink):
         view = memoryview(data).cast("B")
         while view:
             chunk = view[: self.max_record]
-            self._emit(_REC.pack(offset, len(chunk)))
+            self._emit(FLAT_RECORD.pack(offset, len(chunk)))
             self._emit(chunk)
             offset += len(chunk)
             view = view[len(chunk):]
@@ -69,6 +59,6 @@ class FlatSink(Sink):
 
     def finish(self) -> None:
         """Append the end marker; call only after a successful run."""
-        self._emit(_REC.pack(-1, -1))
+        self._emit(FLAT_RECORD.pack(*FLAT_END))
         self._drain()
         self.finished = True

@@ -13,20 +13,18 @@ last: an interrupted run never leaves a file that looks complete.
 from __future__ import annotations
 
 import os
-import struct
 from dataclasses import dataclass
 from typing import Optional
 
 from dumpfilter.elfnotes import find_vmcoreinfo, prstatus_notes
+from dumpfilter.kdumpformat import (  # noqa: F401 - PAGE_DESC is re-exported
+    DISK_HEADER,
+    HEADER_VERSION,
+    KDUMP_SIGNATURE,
+    PAGE_DESC,
+    SUB_HEADER,
+)
 
-KDUMP_SIGNATURE = b"KDUMP   "
-HEADER_VERSION = 6
-DISK_HEADER_SIZE = 464
-SUB_HEADER_SIZE = 104
-PAGE_DESC = struct.Struct("<qIIQ")
-
-_DISK_HEADER = struct.Struct("<8si390s6xqqIiiIIIIIIi")
-_SUB_HEADER = struct.Struct("<QiiQQqQqQqQQQQ")
 UINT_MAX = 0xFFFFFFFF
 
 
@@ -73,7 +71,7 @@ class KdumpLayout:
 
     @property
     def sub_hdr_size(self) -> int:  # blocks, sub header + notes
-        return -(-(SUB_HEADER_SIZE + self.size_note) // self.block_size)
+        return -(-(SUB_HEADER.size + self.size_note) // self.block_size)
 
     @property
     def bitmap_half_blocks(self) -> int:
@@ -97,7 +95,7 @@ class KdumpLayout:
 
     @property
     def note_offset(self) -> int:
-        return self.block_size + SUB_HEADER_SIZE
+        return self.block_size + SUB_HEADER.size
 
 
 @dataclass
@@ -122,7 +120,7 @@ def pack_headers(layout: KdumpLayout, f: KdumpHeaderFields) -> bytes:
     at offset 0."""
     bs = layout.block_size
     nr_cpus = len(prstatus_notes(f.notes))
-    disk = _DISK_HEADER.pack(
+    disk = DISK_HEADER.pack(
         KDUMP_SIGNATURE, HEADER_VERSION, f.utsname.ljust(390, b"\0")[:390],
         f.crashtime, 0,  # timestamp: tv_sec = CRASHTIME, tv_usec = 0
         f.status, bs, layout.sub_hdr_size, layout.bitmap_blocks,
@@ -130,7 +128,7 @@ def pack_headers(layout: KdumpLayout, f: KdumpHeaderFields) -> bytes:
     )
     vi = find_vmcoreinfo(f.notes)
     off_vmcoreinfo, size_vmcoreinfo = (layout.note_offset + vi[0], vi[1]) if vi else (0, 0)
-    sub = _SUB_HEADER.pack(
+    sub = SUB_HEADER.pack(
         f.phys_base & 0xFFFFFFFFFFFFFFFF, f.dump_level, 1 if f.split else 0,
         min(f.start_pfn, UINT_MAX) if f.split else 0,
         min(f.end_pfn, UINT_MAX) if f.split else 0,
@@ -196,6 +194,14 @@ class PageStream:
         off = self.next_data_offset
         self._data += data
         return off
+
+    def read_back(self, offset: int, size: int) -> bytes:
+        """Data written earlier at ``offset`` (still buffered, or from the
+        sink, which must be able to read)."""
+        if offset >= self.data_pos:
+            rel = offset - self.data_pos
+            return bytes(self._data[rel:rel + size])
+        return self.sink.pread(size, offset)
 
     def flush(self) -> None:
         if self._desc:

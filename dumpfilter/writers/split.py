@@ -18,17 +18,15 @@ from __future__ import annotations
 import dataclasses
 import multiprocessing
 import os
-import struct
 from concurrent.futures import ProcessPoolExecutor
 from typing import List, Optional, Sequence, Tuple
 
 from dumpfilter.errors import CorruptDumpError, DumpFilterError, OutputExistsError, UsageError
-from dumpfilter.writers.kdump import PAGE_DESC, SUB_HEADER_SIZE
+from dumpfilter.kdumpformat import DISK_HEADER, PAGE_DESC, SUB_HEADER, SUB_HEADER_FIELDS
 
 #: makedumpfile's default splitblock: 1 GiB of physical address space.
 DEFAULT_SPLITBLOCK_KB = 1 << 20
 _DESC_BATCH = 4096
-_FLAG_INCOMPLETE = 0x8
 
 
 # ------------------------------------------------------------------ split
@@ -166,7 +164,7 @@ def _check_set(pieces) -> None:
         same = (p.page_size == first.page_size and p.max_pfn == first.max_pfn
                 and p.notes == first.notes and p.desc_offset == first.desc_offset
                 and p.sub_header.dump_level == first.sub_header.dump_level
-                and p.file.pread(0, 464) == first.file.pread(0, 464)
+                and p.file.pread(0, DISK_HEADER.size) == first.file.pread(0, DISK_HEADER.size)
                 and _bitmaps(p) == _bitmaps(first))
         if not same:
             raise CorruptDumpError(
@@ -266,12 +264,11 @@ def reassemble(paths: Sequence[str], out: str, force: bool = False) -> None:
         # last piece), sub header with the split fields zeroed.
         head = next((p for p in pieces if p.header.incomplete), pieces[-1])
         os.pwrite(fd, head.file.pread(0, ps), 0)
-        sub_blocks = first.file.pread(ps, first.bitmap1_offset - ps)
-        sub = bytearray(sub_blocks)
-        struct.pack_into("<iQQ", sub, 12, 0, 0, 0)  # split, start_pfn, end_pfn
-        struct.pack_into("<QQ", sub, 80, 0, 0)  # start_pfn_64, end_pfn_64
-        struct.pack_into("<qQ", sub, 64, eoff, len(erase))
-        assert SUB_HEADER_SIZE == 104
+        sub = bytearray(first.file.pread(ps, first.bitmap1_offset - ps))
+        fields = dict(zip(SUB_HEADER_FIELDS, SUB_HEADER.unpack_from(sub)))
+        fields.update(split=0, start_pfn=0, end_pfn=0, start_pfn_64=0, end_pfn_64=0,
+                      offset_eraseinfo=eoff, size_eraseinfo=len(erase))
+        SUB_HEADER.pack_into(sub, 0, *fields.values())
         os.pwrite(fd, bytes(sub), ps)
         os.ftruncate(fd, data_pos)
         os.fsync(fd)
