@@ -202,11 +202,13 @@ df_status df_gather_pages(const uint8_t *src, uint32_t page_size, const uint32_t
 			  size_t count, uint8_t *out);
 
 /**
- * LZO1X-1 each of npages packed pages into dst, one after the other. A page
+ * LZO1X-1 npages pages of src into dst, one after the other: page k is
+ * src + idx[k] * page_size (src + k * page_size when idx is NULL). A page
  * that does not shrink is copied raw; sizes_ret[k] == page_size marks it.
  * dst_cap must allow npages * page_size bytes.
  */
-df_status df_lzo1x_1_compress_pages(const uint8_t *src, size_t npages, uint32_t page_size,
+df_status df_lzo1x_1_compress_pages(const uint8_t *src, uint32_t page_size,
+				    const uint32_t *idx, size_t npages,
 				    uint8_t *dst, size_t dst_cap, void *wrkmem,
 				    uint32_t *sizes_ret, size_t *dst_len_ret);
 
@@ -214,11 +216,14 @@ df_status df_lzo1x_1_compress_pages(const uint8_t *src, size_t npages, uint32_t 
  * Page descriptors (24 bytes each, little endian) for the set bits of mask
  * in pfn order: pages with a zero bit point at zero_offset; the others take
  * the next entry of sizes (stored bytes; == page_size means raw) and get
- * consecutive offsets from data_offset. Writes count_ret descriptors to out
- * and the offset after the last data block to data_end_ret.
+ * consecutive offsets from data_offset, except those whose ref_offsets
+ * entry (when ref_offsets is not NULL) is >= 0: they point at identical
+ * data stored earlier (dedup). Writes count_ret descriptors to out and the
+ * offset after the last data block to data_end_ret.
  */
 df_status df_pack_descriptors(const uint8_t *mask, const uint8_t *zero, size_t npages,
-			      const uint32_t *sizes, uint32_t page_size, uint32_t codec_flag,
+			      const uint32_t *sizes, const int64_t *ref_offsets,
+			      uint32_t page_size, uint32_t codec_flag,
 			      int64_t data_offset, int64_t zero_offset,
 			      uint8_t *out, size_t *count_ret, int64_t *data_end_ret);
 

@@ -116,12 +116,14 @@ df_status df_select_pages(const uint8_t *mask, const uint8_t *zero, size_t npage
 df_status df_gather_pages(const uint8_t *src, uint32_t page_size, const uint32_t *idx,
 			  size_t count, uint8_t *out);
 
-df_status df_lzo1x_1_compress_pages(const uint8_t *src, size_t npages, uint32_t page_size,
+df_status df_lzo1x_1_compress_pages(const uint8_t *src, uint32_t page_size,
+				    const uint32_t *idx, size_t npages,
 				    uint8_t *dst, size_t dst_cap, void *wrkmem,
 				    uint32_t *sizes_ret, size_t *dst_len_ret);
 
 df_status df_pack_descriptors(const uint8_t *mask, const uint8_t *zero, size_t npages,
-			      const uint32_t *sizes, uint32_t page_size, uint32_t codec_flag,
+			      const uint32_t *sizes, const int64_t *ref_offsets,
+			      uint32_t page_size, uint32_t codec_flag,
 			      int64_t data_offset, int64_t zero_offset,
 			      uint8_t *out, size_t *count_ret, int64_t *data_end_ret);
 

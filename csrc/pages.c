@@ -32,14 +32,15 @@ df_status df_gather_pages(const uint8_t *src, uint32_t page_size, const uint32_t
 	return DF_OK;
 }
 
-df_status df_lzo1x_1_compress_pages(const uint8_t *src, size_t npages, uint32_t page_size,
+df_status df_lzo1x_1_compress_pages(const uint8_t *src, uint32_t page_size,
+				    const uint32_t *idx, size_t npages,
 				    uint8_t *dst, size_t dst_cap, void *wrkmem,
 				    uint32_t *sizes_ret, size_t *dst_len_ret)
 {
 	size_t pos = 0;
 
 	for (size_t k = 0; k < npages; k++) {
-		const uint8_t *page = src + k * (size_t)page_size;
+		const uint8_t *page = src + (size_t)(idx ? idx[k] : k) * page_size;
 		size_t len = 0;
 		df_status st;
 
@@ -64,7 +65,8 @@ df_status df_lzo1x_1_compress_pages(const uint8_t *src, size_t npages, uint32_t 
 }
 
 df_status df_pack_descriptors(const uint8_t *mask, const uint8_t *zero, size_t npages,
-			      const uint32_t *sizes, uint32_t page_size, uint32_t codec_flag,
+			      const uint32_t *sizes, const int64_t *ref_offsets,
+			      uint32_t page_size, uint32_t codec_flag,
 			      int64_t data_offset, int64_t zero_offset,
 			      uint8_t *out, size_t *count_ret, int64_t *data_end_ret)
 {
@@ -82,12 +84,17 @@ df_status df_pack_descriptors(const uint8_t *mask, const uint8_t *zero, size_t n
 			size = page_size;
 			flags = 0;
 		} else {
-			size = sizes[k++];
+			size = sizes[k];
 			if (size == 0 || size > page_size)
 				return DF_ERR_INVALID;
-			off = data_offset;
 			flags = size < page_size ? codec_flag : 0;
-			data_offset += size;
+			if (ref_offsets && ref_offsets[k] >= 0) {
+				off = ref_offsets[k];  // same data stored earlier
+			} else {
+				off = data_offset;
+				data_offset += size;
+			}
+			k++;
 		}
 		d = out + n * 24;
 		df_store64le(d, (uint64_t)off);

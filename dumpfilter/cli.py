@@ -61,6 +61,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--show-stats", action="store_true", help="print the page-count report")
     p.add_argument("--num-threads", type=int, default=None, metavar="N",
                    help="compression threads (default: all CPUs this process may use)")
+    p.add_argument("--dedup", action="store_true",
+                   help="identical pages share one stored block (xxh3 + byte compare); "
+                        "needs a seekable DUMPFILE")
     p.add_argument("--zlib-encoder", choices=ZLIB_ENCODERS, default="zlib",
                    help="zlib-format encoder for -c: zlib (makedumpfile's bytes) or isal (faster)")
     p.add_argument("--dump-dmesg", action="store_true",
@@ -153,8 +156,11 @@ def format_report(stats) -> str:
         "--------------------------------------------------",
         f"Total pages     : 0x{stats.max_mapnr:016x}",
         f"Write bytes     : {stats.bytes_written}",
-        "",
     ]
+    if getattr(stats, "dedup_pages", 0):
+        lines.append(f"Deduplicated    : 0x{stats.dedup_pages:016x} pages, "
+                     f"{stats.dedup_bytes_saved} bytes not written")
+    lines.append("")
     return "\n".join(lines)
 
 
@@ -174,6 +180,8 @@ def _check_mode_args(args) -> None:
         raise UsageError("--split cannot be combined with -F")
     if args.split and args.elf:
         raise UsageError("--split cannot be combined with -E")
+    if args.dedup and (args.elf or args.flat):
+        raise UsageError("--dedup needs kdump-compressed output to a file (not -E or -F)")
     if args.splitblock_size is not None and not args.split:
         raise UsageError("--splitblock-size needs --split")
     if args.splitblock_size is not None and args.splitblock_size < 1:
@@ -219,7 +227,8 @@ def run_filter(args, msgs: Messages) -> int:
     if threads < 1:
         raise UsageError("--num-threads must be at least 1")
     options = FilterOptions(level, args.codec, threads=threads,
-                            zlib_encoder=args.zlib_encoder, progress=msgs.progress)
+                            zlib_encoder=args.zlib_encoder, dedup=args.dedup,
+                            progress=msgs.progress)
     if args.split:
         from dumpfilter.writers.split import split_dump
 

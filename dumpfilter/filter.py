@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 import tempfile
+from functools import partial
 from dataclasses import dataclass, field
 from typing import Callable, List, Optional, Tuple
 
@@ -18,8 +19,8 @@ from dumpfilter._core import check, ffi, lib
 from dumpfilter.bitmaps import count_bits
 from dumpfilter.classify import CLASS_NAMES, Classifier
 from dumpfilter.compress import CODECS
-from dumpfilter.encode import PageEncoder, pack_window
-from dumpfilter.errors import DumpFilterError, FaultError
+from dumpfilter.encode import Deduplicator, PageEncoder, pack_window
+from dumpfilter.errors import DumpFilterError, FaultError, UsageError
 from dumpfilter.memory.x86_64 import X86_64Memory, kernel_phys_base
 from dumpfilter.readers.base import DumpSource
 from dumpfilter.vmcoreinfo import VmcoreInfo
@@ -45,6 +46,7 @@ class FilterOptions:
     codec: Optional[str] = None  # "zlib", "lzo", "snappy", "zstd" or None
     threads: int = 1  # compression threads (--num-threads)
     zlib_encoder: str = "zlib"  # "zlib" (makedumpfile's bytes) or "isal"
+    dedup: bool = False  # identical pages share one stored block
     # Called as progress(step, done, total); the CLI prints it.
     progress: Optional[Callable[[str, int, int], None]] = None
     # --split: write one piece holding only the pages of [start, end) pfns
@@ -63,6 +65,8 @@ class FilterStats:
     zero_pages: int = 0
     pages_written: int = 0  # pages with their own data block
     bytes_written: int = 0
+    dedup_pages: int = 0  # pages that share an earlier identical block
+    dedup_bytes_saved: int = 0
     warnings: List[str] = field(default_factory=list)
 
     @property
@@ -193,15 +197,26 @@ def filter_dump(source: DumpSource, sink: Sink, options: FilterOptions) -> Filte
     zero_offset = None
     if level & 1:
         zero_offset = stream.write_raw_data(bytes(ps))
-    encoder = PageEncoder(codec, ps, options.threads, options.zlib_encoder)
+    encoder = PageEncoder(codec, ps, options.threads, options.zlib_encoder,
+                          zero_test=bool(level & 1), dedup=options.dedup)
+    dedup = None
+    if options.dedup:
+        if sink.pread(0, 0) is None:
+            raise UsageError("--dedup needs an output that can be read back (not -F)")
+        dedup = Deduplicator(stream.read_back)
     flag = codec.flag if codec else 0
-    count = ffi.new("uint64_t *")
+    # Sources that map windows from any thread are read on the workers.
+    threaded_reads = options.threads > 1 and getattr(source, "thread_safe_windows", False)
 
     def drain(final: bool = False) -> None:
         for win in encoder.ready(drain=final):
+            stats.zero_pages += win.zero_count
+            refs = data = None
+            if dedup is not None:
+                refs, data = dedup.apply(win, stream.next_data_offset)
             desc, n = pack_window(win, ps, flag, stream.next_data_offset,
-                                  zero_offset if zero_offset is not None else 0)
-            stream.add_descriptors(desc, win.data, n)
+                                  zero_offset if zero_offset is not None else 0, refs, data)
+            stream.add_descriptors(desc, win.data if data is None else data, n)
 
     try:
         if options.split_range is not None:
@@ -217,24 +232,20 @@ def filter_dump(source: DumpSource, sink: Sink, options: FilterOptions) -> Filte
                 nblk = min(WINDOW_PAGES, npages - blk)
                 if not any(_bit_slice(bitmap2, blk, nblk)):
                     continue
-                for pfn, n, view in source.page_windows(start + blk, nblk):
-                    wmask = _bit_slice(bitmap2, pfn - start, n)
-                    zero = None
-                    if level & 1:
-                        zero_buf = bytearray((n + 7) // 8)
-                        check(lib.df_find_zero_pages(
-                            ffi.from_buffer(view), n, ps, wmask,
-                            ffi.from_buffer(zero_buf, require_writable=True), count),
-                            "finding zero pages")
-                        stats.zero_pages += count[0]
-                        zero = bytes(zero_buf)
-                    encoder.submit(view, n, wmask, zero)
-                    view.release()
-                    drain()
+                if threaded_reads:
+                    wmask = _bit_slice(bitmap2, blk, nblk)
+                    encoder.submit(partial(source.window, start + blk, nblk), nblk, wmask)
+                else:
+                    for pfn, n, view in source.page_windows(start + blk, nblk):
+                        encoder.submit_view(view, n, _bit_slice(bitmap2, pfn - start, n))
+                        view.release()
+                drain()
                 progress("Copying data", start + blk + nblk, source.max_pfn)
         drain(final=True)
     finally:
         encoder.close()
+    if dedup is not None:
+        stats.dedup_pages, stats.dedup_bytes_saved = dedup.pages, dedup.bytes_saved
     stream.flush()
     erase = getattr(getattr(source, "header", None), "eraseinfo", b"") or b""
     if erase:
