@@ -1,25 +1,14 @@
 """--dedup: identical pages share one stored block; every reader still gets
 every page right (our reader, libkdumpfile, crash)."""
-import hashlib
 import re
-import subprocess
-import sys
 
 import pytest
 
 from dumpfilter.readers import open_dump
-from dumpfilter.readers.elf import ElfSource
 from dumpfilter.synthetic import build_sample
 
+from clitools import page_sha1s, run_cli
 from oracles import libkdumpfile_digest, read_kdump_bitmap2, run_crash
-
-
-def run_cli(*args, check=True):
-    r = subprocess.run([sys.executable, "-m", "dumpfilter", *map(str, args)],
-                       capture_output=True, text=True, stdin=subprocess.DEVNULL)
-    if check:
-        assert r.returncode == 0, r.stderr
-    return r
 
 
 def descriptor_offsets(path):
@@ -63,10 +52,6 @@ def test_dedup_on_real_capture(kdump_vmcore, debug_vmlinux, tmp_path):
     r = run_cli("-z", "-d", "1", "--dedup", "--message-level", "31", kdump_vmcore, out)
     assert int(re.search(r"Deduplicated\s+: 0x([0-9a-f]+)", r.stderr).group(1), 16) > 1000
     pages = {p: h for p, h in libkdumpfile_digest(out).items() if h is not None}
-    raw = ElfSource(str(kdump_vmcore))
-    buf = bytearray(4096)
-    for pfn, h in pages.items():
-        raw.read_pages(pfn, 1, memoryview(buf))
-        assert hashlib.sha1(buf).hexdigest() == h, pfn
+    assert page_sha1s(str(kdump_vmcore), sorted(pages)) == pages
     text = run_crash(debug_vmlinux, [out], ["sys", "bt"])
     assert "sysrq_handle_crash" in text and "PANIC:" in text
