@@ -351,7 +351,7 @@ def report_case(report_ctx, request, reference_dir):
 
 
 #: codec option of ``python -m dumpfilter`` for each of our own -d 31 outputs.
-REPORT_OWN_CODECS = {"zlib": "-c", "lzo": "-l", "zstd": "-z"}
+REPORT_OWN_CODECS = {"zlib": "-c", "lzo": "-l", "snappy": "-p", "zstd": "-z"}
 
 
 @pytest.fixture(scope="session")
@@ -370,3 +370,14 @@ def report_own_d31(kdump_vmcore, tmp_path_factory):
             raise RuntimeError(f"dumpfilter {opt} -d 31 failed: {r.stderr.strip()}")
         outs[codec] = out
     return outs
+
+
+@pytest.fixture(scope="session")
+def report_vmlinux(debug_vmlinux):
+    """The debug vmlinux opened for ``--vmlinux`` (sections, .symtab and
+    .BTF loaded on first use, shared by the session)."""
+    from dumpfilter.report.vmlinux import Vmlinux
+
+    v = Vmlinux(str(debug_vmlinux))
+    yield v
+    v.close()

@@ -24,7 +24,7 @@ CRASH_RIGHT = ("CPUS", "DATE", "UPTIME", "LOAD AVERAGE", "NODENAME", "RELEASE", 
                "MACHINE", "MEMORY", "PANIC")
 #: Labels crash 8.0.2 gets wrong (TASKS) or omits (PID ... STATE) on 6.1.
 GROUNDTRUTH = ("TASKS", "PID", "COMMAND", "TASK", "CPU", "STATE")
-DUMPS = ("raw", "mdf-d31-zlib", "own-d31-zlib", "own-d31-lzo", "own-d31-zstd")
+DUMPS = ("raw", "mdf-d31-zlib", "own-d31-zlib", "own-d31-lzo", "own-d31-snappy", "own-d31-zstd")
 
 
 def crash_banner(text: str) -> dict:

@@ -4,10 +4,13 @@ Reads:
 
 * the dump's ELF notes: one ``CORE``/NT_PRSTATUS note per CPU that saved
   its state, in CPU order (the k-th online CPU owns note k);
-* kallsyms: ``__start_orc_unwind_ip``, ``__stop_orc_unwind_ip``,
+* symbols (kallsyms or the vmlinux): ``__start_orc_unwind_ip``, ``__stop_orc_unwind_ip``,
   ``__start_orc_unwind`` (the built-in ORC tables, sorted at build time),
   ``_stext``/``_etext`` (kernel text bounds for the stack-scan fallback);
-* BTF: ``struct orc_entry`` (its size and the bit positions of
+* the loaded modules' symbols (``modules.ModuleSymbols``): frames in
+  module code are named ``func at addr [module]``; module ORC tables are
+  not read, so the unwinder scans the stack past module frames;
+* types (BTF or DWARF): ``struct orc_entry`` (its size and the bit positions of
   ``sp_offset``, ``bp_offset``, ``sp_reg``, ``bp_reg``, ``type``, ``end``).
   The width of ``type`` selects the numbering of the frame types: 2 bits =
   CALL 0 / REGS 1 / REGS_PARTIAL 2; 3 bits = UNDEFINED 0 / END_OF_STACK 1 /
@@ -63,6 +66,19 @@ class Frame:
     regs: Optional[Dict[str, int]] = None
     #: The caller of this frame was found by a stack scan, not by ORC.
     scanned: bool = False
+    #: Loaded module holding ``pc`` (crash prints ``at <pc> [module]``).
+    module: Optional[str] = None
+
+
+def _frame(ctx, level: int, slot: int, pc: int) -> Frame:
+    """A frame named by ``ctx.symbolize``: kernel or module symbol."""
+    name, mod = ctx.symbolize(pc)
+    return Frame(level, slot, pc, name.split("+")[0], module=mod)
+
+
+def _in_module(ctx, addr: int) -> bool:
+    mods = ctx.module_symbols
+    return mods is not None and mods.module_at(addr) is not None
 
 
 @dataclass
@@ -167,16 +183,16 @@ def _is_kernel(addr: int) -> bool:
 
 
 def _orc_unwind(ctx, orc: OrcTable, regs: Dict[str, int], bt: Backtrace) -> None:
-    ks = ctx.kallsyms
     ip, sp, bp = regs["rip"], regs["rsp"], regs["rbp"]
     slot = sp
     cur_regs: Optional[Dict[str, int]] = dict(regs)  # registers known for this frame
     first = True
     for level in range(MAX_FRAMES):
-        bt.frames.append(Frame(level, slot, ip, ks.format_address(ip).split("+")[0]))
+        bt.frames.append(_frame(ctx, level, slot, ip))
         if not _is_kernel(ip):
             return
-        e = orc.find(ip if first else ip - 1)
+        # Module code has its own ORC tables (not read): scan past it.
+        e = None if _in_module(ctx, ip) else orc.find(ip if first else ip - 1)
         first = False
         if e is not None and (e["type"] == orc.t_eos or e.get("end")):
             return
@@ -262,6 +278,9 @@ def _after_call(ctx, ret: int) -> bool:
 
 
 def _return_address(ctx, v: int) -> bool:
+    if _in_module(ctx, v):
+        mods = ctx.module_symbols
+        return mods.lookup(v) is not None and _after_call(ctx, v)
     ks = ctx.kallsyms
     lo, hi = ks.address("_stext"), ks.address("_etext")
     if lo is not None and hi is not None and not lo <= v < hi:
@@ -285,10 +304,9 @@ def _scan_next(ctx, sp: int) -> Optional[tuple]:
 
 
 def _stack_scan(ctx, regs: Dict[str, int], bt: Backtrace) -> None:
-    ks = ctx.kallsyms
     rsp = regs["rsp"]
     top = (rsp | (THREAD_SIZE - 1)) + 1
-    bt.frames.append(Frame(0, rsp, regs["rip"], ks.format_address(regs["rip"]).split("+")[0]))
+    bt.frames.append(_frame(ctx, 0, rsp, regs["rip"]))
     try:
         raw = ctx.read(rsp, top - rsp)
     except FaultError as e:
@@ -298,7 +316,7 @@ def _stack_scan(ctx, regs: Dict[str, int], bt: Backtrace) -> None:
         (v,) = struct.unpack_from("<Q", raw, i)
         if not _is_kernel(v) or not _return_address(ctx, v):
             continue
-        bt.frames.append(Frame(len(bt.frames), rsp + i, v, ks.format_address(v).split("+")[0]))
+        bt.frames.append(_frame(ctx, len(bt.frames), rsp + i, v))
         if len(bt.frames) >= MAX_FRAMES:
             break
 
@@ -330,12 +348,20 @@ def format_backtrace(bt: Backtrace) -> List[str]:
     lines = [f'PID: {bt.pid:<7d}  TASK: {bt.task:<16x}  CPU: {bt.cpu:<3d}  COMMAND: "{bt.comm}"'
              + ("  (stack scan)" if bt.method != "orc" else "")]
     for f in bt.frames:
-        mark = "  (caller found by stack scan)" if f.scanned else ""
-        lines.append(f"{'#%d' % f.level:>3} [{f.stack:016x}] {f.symbol} at {f.pc:x}{mark}")
+        lines.append(frame_line(f.level, f.stack, f.symbol, f.pc, f.module, f.scanned))
         if f.regs is not None:
             lines.extend(format_regs(f.regs))
     lines.extend(f"    ({e})" for e in bt.errors)
     return lines
+
+
+def frame_line(level: int, stack: int, symbol: str, pc: int, module: Optional[str] = None,
+               scanned: bool = False) -> str:
+    """crash's x86_64 frame line: `` #N [stack] func at pc`` plus
+    `` [module]`` for module code."""
+    mod = f" [{module}]" if module else ""
+    mark = "  (caller found by stack scan)" if scanned else ""
+    return f"{'#%d' % level:>3} [{stack:016x}] {symbol} at {pc:x}{mod}{mark}"
 
 
 def function_names(bt: Backtrace) -> List[str]:
@@ -343,5 +369,5 @@ def function_names(bt: Backtrace) -> List[str]:
 
 
 __all__ = ["Backtrace", "Frame", "OrcTable", "backtrace", "cpu_registers", "format_backtrace",
-           "format_regs", "function_names", "UnwindError"]
+           "format_regs", "frame_line", "function_names", "UnwindError"]
 

@@ -1,7 +1,13 @@
 """``dumpfilter-report``: a crash-style report of a dump without a vmlinux.
 
-Usage: ``dumpfilter-report [--vmlinux PATH] [--log] [--ps] [--bt] [--mod]
-[--regs] [--json] [--utc] DUMPFILE...``
+Usage: ``dumpfilter-report [--vmlinux PATH [--prefer-vmlinux]] [--log] [--ps]
+[--bt] [--mod] [--regs] [--json] [--utc] DUMPFILE...``
+
+Symbols and types come from the dump (kallsyms, Linux >= 6.0, and BTF). For
+older kernels or kernels without CONFIG_DEBUG_INFO_BTF, ``--vmlinux`` names
+the matching (debug) vmlinux: it fills in what the dump lacks (its
+``.symtab``, and its ``.BTF`` or else its DWARF). ``--prefer-vmlinux`` uses
+the vmlinux first and the dump only for what the vmlinux cannot give.
 
 Without section options it prints crash's ``sys`` banner and a
 "FILTERED" block (dump level, codec, pages present/excluded by class).
@@ -41,8 +47,11 @@ def build_parser() -> argparse.ArgumentParser:
     p = _Parser(prog=PROG, description="crash-style report of a Linux crash dump, no vmlinux needed",
                 epilog="exit status: 0 complete, 3 printed but partial (missing or corrupt data), "
                        "1 fatal error")
-    p.add_argument("--vmlinux", metavar="PATH", help="kernel image the dump belongs to (only "
-                   "named in the KERNEL line; symbols come from the dump's kallsyms and BTF)")
+    p.add_argument("--vmlinux", metavar="PATH", help="the dump's (debug) vmlinux: symbols "
+                   "(.symtab) and types (.BTF, else DWARF) for what the dump lacks (no kallsyms "
+                   "before Linux 6.0, no BTF without CONFIG_DEBUG_INFO_BTF)")
+    p.add_argument("--prefer-vmlinux", action="store_true", help="take symbols and types from "
+                   "--vmlinux even when the dump has its own")
     p.add_argument("--log", action="store_true", help="kernel log as makedumpfile --dump-dmesg")
     p.add_argument("--ps", action="store_true", help="task list in crash's ps format")
     p.add_argument("--bt", action="store_true", help="backtrace of the panic task")
@@ -56,14 +65,16 @@ def build_parser() -> argparse.ArgumentParser:
 
 # --------------------------------------------------------------------------- opening
 
-def open_context(paths: List[str]):
+def open_context(paths: List[str], vmlinux: Optional[str] = None, prefer_vmlinux: bool = False):
     from dumpfilter.report.context import ReportContext, open_source
 
     if len(paths) == 1:
-        return ReportContext(open_source(paths[0]))
-    from dumpfilter.readers.kdump import KdumpSplitSet
+        source = open_source(paths[0])
+    else:
+        from dumpfilter.readers.kdump import KdumpSplitSet
 
-    return ReportContext(KdumpSplitSet(paths))
+        source = KdumpSplitSet(paths)
+    return ReportContext(source, vmlinux=vmlinux, prefer_vmlinux=prefer_vmlinux)
 
 
 # --------------------------------------------------------------------------- sections
@@ -257,10 +268,9 @@ def _regs(ctx) -> Dict:
     regs = cpu_registers(ctx, _online(ctx))
     cpus = []
     for cpu, r in sorted(regs.items()):
-        try:
-            sym = ctx.kallsyms.format_address(r.regs["rip"])
-        except DumpFilterError:
-            sym = "?"
+        sym, mod = ctx.symbolize(r.regs["rip"])
+        if mod:
+            sym += f" [{mod}]"
         cpus.append({"cpu": cpu, "note": r.index, "pid": r.pid, "rip_symbol": sym,
                      "regs": {k: f"{v:#x}" for k, v in r.regs.items()}})
     return {"cpus": cpus}
@@ -281,7 +291,7 @@ def _bt(ctx, sysinfo: Dict) -> Dict:
     return {"pid": bt.pid, "task": f"{bt.task:x}", "cpu": bt.cpu, "comm": bt.comm,
             "method": bt.method, "errors": bt.errors,
             "frames": [{"level": f.level, "stack": f"{f.stack:#x}", "pc": f"{f.pc:#x}",
-                        "symbol": f.symbol, "scanned": f.scanned,
+                        "symbol": f.symbol, "module": f.module, "scanned": f.scanned,
                         "regs": {k: f"{v:#x}" for k, v in f.regs.items()} if f.regs else None}
                        for f in bt.frames]}
 
@@ -341,6 +351,10 @@ def collect(ctx, paths: List[str], sections, vmlinux: Optional[str] = None,
             continue
         sec_errors = rep[name].get("errors") or []
         errors.extend(f"{name}: {e}" for e in sec_errors)
+    di = getattr(ctx, "debuginfo", None)
+    if di is not None:
+        rep["debuginfo"] = {"symbols": di["symbols"], "types": di["types"],
+                            "notes": list(di["notes"])}
     rep["errors"] = errors
     rep["complete"] = not errors
     return rep
@@ -359,7 +373,14 @@ def run(argv: Optional[List[str]] = None, stdout=None) -> int:
     else:
         sections = chosen or {"sys"}
     tz = "UTC" if args.utc else None
-    ctx = open_context(args.dumpfiles)
+    if args.prefer_vmlinux and not args.vmlinux:
+        raise UsageError("--prefer-vmlinux needs --vmlinux PATH")
+    if args.vmlinux and not os.path.isfile(args.vmlinux):
+        raise UsageError(f"--vmlinux {args.vmlinux}: no such file")
+    if args.vmlinux or args.prefer_vmlinux:
+        ctx = open_context(args.dumpfiles, args.vmlinux, args.prefer_vmlinux)
+    else:
+        ctx = open_context(args.dumpfiles)
     try:
         rep = collect(ctx, args.dumpfiles, sections, args.vmlinux, tz)
     finally:

@@ -1,14 +1,29 @@
 """One opened dump, as the report modules need it: the source, its parsed
 VMCOREINFO, a kernel virtual-memory reader, and (built on first use) the
-kallsyms table and the BTF types.
+symbol table and the type source.
 
 Reads: the dump's VMCOREINFO note (through the source) and, lazily,
-whatever ``kallsyms.load_kallsyms`` and ``btf.load_btf`` read.
+whatever ``kallsyms.load_kallsyms`` and ``btf.load_btf`` read, or the
+``--vmlinux`` file (``vmlinux.Vmlinux``).
+
+Where symbols and types come from (``ReportContext.debuginfo`` says which
+was used, and why):
+
+* symbols: the dump's kallsyms (VMCOREINFO ``SYMBOL(kallsyms_*)``, Linux
+  >= 6.0); if that fails (not exported, pages excluded, corrupt) and a
+  vmlinux was given, its ``.symtab`` relocated by KERNELOFFSET;
+* types: the dump's BTF (``__start_BTF``..``__stop_BTF``); if that fails
+  and a vmlinux was given, the vmlinux's ``.BTF``, else its DWARF.
+
+``prefer_vmlinux=True`` (``--prefer-vmlinux``) turns the order around: the
+vmlinux first, the dump only for what the vmlinux cannot give. Without a
+vmlinux, a dump lacking kallsyms or BTF raises ``MissingDebugInfoError``
+whose message ends in "pass --vmlinux <debug vmlinux>".
 """
 from __future__ import annotations
 
 import struct
-from typing import Optional
+from typing import Dict, Optional, Tuple
 
 from dumpfilter.errors import DumpFilterError, VmcoreInfoError
 from dumpfilter.vmcoreinfo import VmcoreInfo
@@ -28,13 +43,23 @@ def open_source(path: str):
     return ElfSource(path)
 
 
+#: What every line that needs symbols or types says when the dump lacks them.
+NEED_VMLINUX = "pass --vmlinux <debug vmlinux>"
+
+
+class MissingDebugInfoError(VmcoreInfoError):
+    """The dump carries no kallsyms/BTF and no vmlinux was given."""
+
+
 class ReportContext:
     """Source + VMCOREINFO + memory, with lazily built symbol/type tables.
 
     ``mem`` is anything with ``read(vaddr, n)``; by default the x86_64
-    page-table walker."""
+    page-table walker. ``vmlinux`` is a path or an opened
+    ``vmlinux.Vmlinux`` (shared, not closed by ``close``)."""
 
-    def __init__(self, source, info: Optional[VmcoreInfo] = None, mem=None):
+    def __init__(self, source, info: Optional[VmcoreInfo] = None, mem=None,
+                 vmlinux=None, prefer_vmlinux: bool = False):
         self.source = source
         self.info = info if info is not None else VmcoreInfo.parse(source.vmcoreinfo_raw)
         if not self.info:
@@ -46,15 +71,24 @@ class ReportContext:
         self.mem = mem
         self._kallsyms = None
         self._btf = None
+        self._modsyms = None
+        self._vmlinux_arg = vmlinux
+        self._vmlinux = None
+        self._own_vmlinux = False
+        self.prefer_vmlinux = prefer_vmlinux
+        #: Which source gave the symbols/types, and why others were not used.
+        self.debuginfo: Dict[str, object] = {"symbols": None, "types": None, "notes": []}
 
     @classmethod
-    def open(cls, path: str) -> "ReportContext":
-        return cls(open_source(path))
+    def open(cls, path: str, **kw) -> "ReportContext":
+        return cls(open_source(path), **kw)
 
     def close(self) -> None:
         close = getattr(self.source, "close", None)
         if close is not None:
             close()
+        if self._own_vmlinux and self._vmlinux is not None:
+            self._vmlinux.close()
 
     def __enter__(self) -> "ReportContext":
         return self
@@ -63,20 +97,119 @@ class ReportContext:
         self.close()
 
     @property
-    def kallsyms(self):
-        if self._kallsyms is None:
-            from dumpfilter.report.kallsyms import load_kallsyms
+    def vmlinux(self):
+        """The opened ``--vmlinux`` (``vmlinux.Vmlinux``), or None."""
+        if self._vmlinux is None and self._vmlinux_arg is not None:
+            if isinstance(self._vmlinux_arg, str):
+                from dumpfilter.report.vmlinux import open_vmlinux
 
-            self._kallsyms = load_kallsyms(self.mem, self.info)
+                self._vmlinux = open_vmlinux(self._vmlinux_arg)
+                self._own_vmlinux = True
+            else:
+                self._vmlinux = self._vmlinux_arg
+        return self._vmlinux
+
+    def _pick(self, what: str, from_dump, from_vmlinux, missing: str):
+        """Load ``what`` from the dump and/or the vmlinux in the configured
+        order; returns (value, source). Raises the first source's error,
+        or MissingDebugInfoError when the dump lacks it and there is no
+        vmlinux."""
+        order = [("dump", from_dump), ("vmlinux", from_vmlinux)]
+        if self.prefer_vmlinux:
+            order.reverse()
+        errors = []
+        for name, fn in order:
+            if name == "vmlinux" and self._vmlinux_arg is None:
+                continue
+            try:
+                value, desc = fn()
+            except DumpFilterError as e:
+                errors.append((name, e))
+                continue
+            for other, e in errors:
+                note = f"{what}: {other} unusable ({e}); using {desc}"
+                if note not in self.debuginfo["notes"]:
+                    self.debuginfo["notes"].append(note)
+            self.debuginfo[what] = desc
+            return value
+        name, e = errors[0]
+        if self._vmlinux_arg is None and isinstance(e, VmcoreInfoError):
+            raise MissingDebugInfoError(f"{missing}: {NEED_VMLINUX}") from None
+        if len(errors) > 1:
+            raise DumpFilterError("; ".join(f"{n}: {x}" for n, x in errors)) from None
+        raise e
+
+    def _dump_kallsyms(self):
+        from dumpfilter.report.kallsyms import load_kallsyms
+
+        return load_kallsyms(self.mem, self.info), "dump kallsyms"
+
+    def _vmlinux_symbols(self):
+        return self.vmlinux.symbols(self.info), "vmlinux .symtab"
+
+    @property
+    def kallsyms(self):
+        """Symbol table (``kallsyms.KallsymsTable`` interface)."""
+        if self._kallsyms is None:
+            self._kallsyms = self._pick(
+                "symbols", self._dump_kallsyms, self._vmlinux_symbols,
+                "no BTF or kallsyms in this dump (VMCOREINFO has no SYMBOL(kallsyms_names), "
+                "exported since Linux 6.0)")
         return self._kallsyms
+
+    def _dump_btf(self):
+        from dumpfilter.report.btf import load_btf
+
+        return load_btf(self.mem, self.kallsyms), "dump BTF"
+
+    def _vmlinux_types(self):
+        return self.vmlinux.types()
 
     @property
     def btf(self):
+        """Type source (``types.TypeSource``: BTF from the dump or the
+        vmlinux, or the vmlinux's DWARF)."""
         if self._btf is None:
-            from dumpfilter.report.btf import load_btf
-
-            self._btf = load_btf(self.mem, self.kallsyms)
+            missing = ("no BTF in this dump (kernel built without CONFIG_DEBUG_INFO_BTF)"
+                       if self._has_dump_kallsyms() else
+                       "no BTF or kallsyms in this dump (VMCOREINFO has no "
+                       "SYMBOL(kallsyms_names), exported since Linux 6.0)")
+            self._btf = self._pick("types", self._dump_btf, self._vmlinux_types, missing)
         return self._btf
+
+    types = btf
+
+    def _has_dump_kallsyms(self) -> bool:
+        return self.info.symbol("kallsyms_names") is not None
+
+    @property
+    def module_symbols(self):
+        """``modules.ModuleSymbols`` of the loaded modules, or None when
+        the module list cannot be read."""
+        if self._modsyms is None:
+            from dumpfilter.report.modules import load_module_symbols
+
+            try:
+                self._modsyms = load_module_symbols(self)
+            except DumpFilterError:
+                self._modsyms = False
+        return self._modsyms or None
+
+    def symbolize(self, addr: int) -> Tuple[str, Optional[str]]:
+        """(``name+0xoff`` or hex, module name or None): module symbols for
+        addresses inside a loaded module, else the kernel's."""
+        mods = self.module_symbols if addr >= 0xFFFF800000000000 else None
+        if mods is not None:
+            hit = mods.lookup(addr)
+            if hit is not None:
+                name, off, mod = hit
+                return (f"{name}+{off:#x}" if off else name), mod
+            if mods.module_at(addr) is not None:
+                return f"{addr:#x}", mods.module_at(addr)
+        try:
+            return self.kallsyms.format_address(addr), None
+        except DumpFilterError:
+            return f"{addr:#x}", None
 
     # Small typed reads -------------------------------------------------------
 

@@ -6,11 +6,16 @@ module_memory``: ``base``/``size``, first element = MOD_TEXT, 6.4+) or
 ``core_layout`` (``struct module_layout``: ``base``/``size``), whichever
 exists; ``kallsyms`` -> ``struct mod_kallsyms`` (``symtab``,
 ``num_symtab``, ``strtab``) for each module's symbol count and symbols.
+
+``ModuleSymbols`` names addresses inside a module's core text the way crash
+does in ``bt``: the nearest module symbol at or below the address, printed
+``func at addr [module]``.
 """
 from __future__ import annotations
 
+import bisect
 import struct
-from typing import Dict, List, Tuple
+from typing import Dict, List, Optional, Tuple
 
 from dumpfilter.errors import DumpFilterError, FaultError
 
@@ -48,12 +53,20 @@ def module_symbols(ctx, kallsyms_ptr: int, lay) -> List[Tuple[str, int]]:
     if num > 1 << 20:
         raise DumpFilterError(f"implausible num_symtab {num}")
     raw = ctx.read(symtab, num * ELF64_SYM)
+    ents = [e for e in struct.iter_unpack("<IBBHQQ", raw) if e[0] and e[4]]
+    strings = b""
+    if ents:
+        try:  # the whole string table in one read when it is all present
+            strings = ctx.read(strtab, max(e[0] for e in ents) + 128)
+        except FaultError:
+            strings = b""
     out = []
-    for i in range(num):
-        st_name, _info, _other, _shndx, value, _size = struct.unpack_from("<IBBHQQ", raw, i * ELF64_SYM)
-        if not st_name or not value:
-            continue
-        name = ctx.read(strtab + st_name, 128).split(b"\0", 1)[0].decode("latin-1")
+    for st_name, _info, _other, _shndx, value, _size in ents:
+        if strings:
+            end = strings.find(b"\0", st_name)
+            name = strings[st_name:end if end >= 0 else len(strings)].decode("latin-1")
+        else:
+            name = ctx.read(strtab + st_name, 128).split(b"\0", 1)[0].decode("latin-1")
         out.append((name, value))
     return out
 
@@ -99,3 +112,45 @@ def read_modules(ctx, with_symbols: bool = False) -> Dict:
             errors.append(f"module at {mod:#x} not in the dump ({e}); rest of the list lost")
             break
     return {"modules": mods, "errors": errors}
+
+
+class ModuleSymbols:
+    """Symbol lookup over loaded modules. ``modules`` is a list of
+    ``(name, base, size, [(symbol, address), ...])``."""
+
+    def __init__(self, modules):
+        self._mods = sorted((base, base + size, name) for name, base, size, _s in modules)
+        self._starts = [m[0] for m in self._mods]
+        self._syms: Dict[str, Tuple[List[int], List[str]]] = {}
+        for name, base, size, syms in modules:
+            inside = sorted((a, n) for n, a in syms if base <= a < base + size)
+            self._syms[name] = ([a for a, _n in inside], [n for _a, n in inside])
+
+    def __len__(self) -> int:
+        return len(self._mods)
+
+    def module_at(self, addr: int) -> Optional[str]:
+        """Name of the module whose core text holds ``addr``, or None."""
+        k = bisect.bisect_right(self._starts, addr) - 1
+        if k >= 0 and addr < self._mods[k][1]:
+            return self._mods[k][2]
+        return None
+
+    def lookup(self, addr: int) -> Optional[Tuple[str, int, str]]:
+        """(symbol, offset, module) for an address inside a module, or
+        None (outside every module, or below its first symbol)."""
+        mod = self.module_at(addr)
+        if mod is None:
+            return None
+        addrs, names = self._syms[mod]
+        k = bisect.bisect_right(addrs, addr) - 1
+        if k < 0:
+            return None
+        return names[k], addr - addrs[k], mod
+
+
+def load_module_symbols(ctx) -> ModuleSymbols:
+    """Read every module's placement and ``mod_kallsyms`` symbols."""
+    mods = read_modules(ctx, with_symbols=True)["modules"]
+    return ModuleSymbols([(m["name"], int(m["base"], 16), m["size"], m.get("symbols") or [])
+                          for m in mods])

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from typing import Dict, List
 
-from dumpfilter.report.backtrace import format_regs
+from dumpfilter.report.backtrace import format_regs, frame_line
 from dumpfilter.report.sysinfo import format_banner
 
 PS_HEADER = "      PID    PPID  CPU       TASK        ST  %MEM      VSZ      RSS  COMM"
@@ -81,9 +81,8 @@ def bt_lines(rep: Dict) -> List[str]:
         head += "  (stack scan)"
     out = [head]
     for f in bt["frames"]:
-        mark = "  (caller found by stack scan)" if f["scanned"] else ""
-        out.append(f"{'#%d' % f['level']:>3} [{int(f['stack'], 16):016x}] {f['symbol']} at "
-                   f"{int(f['pc'], 16):x}{mark}")
+        out.append(frame_line(f["level"], int(f["stack"], 16), f["symbol"], int(f["pc"], 16),
+                              f.get("module"), f["scanned"]))
         if f.get("regs"):
             out.extend(format_regs({k: int(v, 16) for k, v in f["regs"].items()}))
     out.extend(f"bt: {e}" for e in bt["errors"])

@@ -14,7 +14,8 @@ Reads:
   ``contig_page_data`` (MEMORY without NUMA), ``tick_nsec`` or
   ``kernel_config_data`` (HZ), ``panic_cpu`` and the per-cpu run queues
   (panic task, via ``tasks``).
-* BTF: ``cpumask`` size, ``pglist_data.node_present_pages`` /
+* types (``ctx.btf``: BTF from the dump or the vmlinux, or DWARF):
+  ``cpumask`` size, ``pglist_data.node_present_pages`` /
   ``node_spanned_pages``, ``new_utsname`` layout, task layouts (``tasks``).
 * the printk log (PANIC message, and HZ as a last resort).
 
@@ -258,10 +259,12 @@ def read_sysinfo(ctx, log=None, tasks=None, tz: Optional[str] = None) -> SysInfo
     info = ctx.info
     page_size = info.page_size or 4096
 
+    ks_error = "no kallsyms"
     try:
         ks = ctx.kallsyms
     except DumpFilterError as e:
         ks = None
+        ks_error = str(e)
         si.errors.append(f"kallsyms: {e}")
 
     if log is None:
@@ -273,7 +276,7 @@ def read_sysinfo(ctx, log=None, tasks=None, tz: Optional[str] = None) -> SysInfo
     # CPUS
     try:
         if ks is None:
-            raise DumpFilterError("no kallsyms")
+            raise DumpFilterError(ks_error)
         size = ctx.btf.sizeof("cpumask")
         si.cpus_present = _bits(ctx.read(ks.require("__cpu_present_mask"), size))
         si.cpus_online = _bits(ctx.read(ks.require("__cpu_online_mask"), size))
@@ -302,7 +305,7 @@ def read_sysinfo(ctx, log=None, tasks=None, tz: Optional[str] = None) -> SysInfo
     # UPTIME
     try:
         if ks is None:
-            raise DumpFilterError("no kallsyms")
+            raise DumpFilterError(ks_error)
         si.jiffies_64 = ctx.u64(ks.require("jiffies_64"))
         last_ts = log.records[-1].ts_nsec if log is not None and log.records else None
         si.hz, si.hz_source = detect_hz(ctx, last_ts, si.jiffies_64)
@@ -317,7 +320,7 @@ def read_sysinfo(ctx, log=None, tasks=None, tz: Optional[str] = None) -> SysInfo
     # LOAD AVERAGE
     try:
         if ks is None:
-            raise DumpFilterError("no kallsyms")
+            raise DumpFilterError(ks_error)
         si.avenrun = list(struct.unpack("<3Q", ctx.read(ks.require("avenrun"), 24)))
         si.values["LOAD AVERAGE"] = format_loadavg(si.avenrun)
     except DumpFilterError as e:
@@ -325,6 +328,7 @@ def read_sysinfo(ctx, log=None, tasks=None, tz: Optional[str] = None) -> SysInfo
 
     # TASKS and the panic task
     reader = None
+    reader_error = "no task layout"
     try:
         reader = TaskReader(ctx)
         if tasks is None:
@@ -333,6 +337,7 @@ def read_sysinfo(ctx, log=None, tasks=None, tz: Optional[str] = None) -> SysInfo
         si.values["TASKS"] = str(si.nr_tasks)
         si.errors.extend(f"TASKS: {m}" for m in tasks.errors)
     except DumpFilterError as e:
+        reader_error = str(e)
         _unavailable(si, "TASKS", e, "task list")
 
     # utsname
@@ -352,7 +357,7 @@ def read_sysinfo(ctx, log=None, tasks=None, tz: Optional[str] = None) -> SysInfo
         machine = "(unavailable)"
     try:
         if ks is None:
-            raise DumpFilterError("no kallsyms")
+            raise DumpFilterError(ks_error)
         addr = ks.address("cpu_khz")
         if addr is None:
             raise DumpFilterError("kallsyms has no cpu_khz")
@@ -381,7 +386,7 @@ def read_sysinfo(ctx, log=None, tasks=None, tz: Optional[str] = None) -> SysInfo
     # PID / COMMAND / TASK / CPU / STATE
     try:
         if reader is None:
-            raise DumpFilterError("no task layout")
+            raise DumpFilterError(reader_error)
         pt = reader.panic_task(tasks)
         si.panic_task = pt
         if pt is None:

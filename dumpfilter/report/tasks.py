@@ -1,4 +1,5 @@
-"""Tasks of the dumped kernel, with struct layouts from BTF.
+"""Tasks of the dumped kernel, with struct layouts from ``ctx.btf`` (the
+dump's BTF, or a vmlinux's .BTF or DWARF: ``typesource.TypeSource``).
 
 Reads (kallsyms symbols): ``init_task`` (head of the process list),
 ``runqueues`` (per-cpu ``struct rq``), ``__per_cpu_offset`` (per-cpu base of
