@@ -11,7 +11,7 @@ import logging
 import os
 import sys
 import time
-from typing import List, Optional
+from typing import List, Optional, Tuple
 
 from dumpfilter import __version__
 from dumpfilter.encode import ZLIB_ENCODERS, available_cpus
@@ -65,7 +65,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="identical pages share one stored block (xxh3 + byte compare); "
                         "needs a seekable DUMPFILE")
     p.add_argument("--zlib-encoder", choices=ZLIB_ENCODERS, default="zlib",
-                   help="zlib-format encoder for -c: zlib (makedumpfile's bytes) or isal (faster)")
+                   help="zlib-format encoder for -c: zlib (default; makedumpfile's exact, "
+                        "reproducible bytes) or isal (several times faster; bytes vary by run)")
     p.add_argument("--dump-dmesg", action="store_true",
                    help="write the kernel log of VMCORE to LOGFILE (makedumpfile's format)")
     p.add_argument("-E", dest="elf", action="store_true",
@@ -104,9 +105,16 @@ def parse_dump_level(text: str) -> int:
 class Messages:
     """makedumpfile's message classes, on stderr."""
 
-    def __init__(self, level: int):
+    SPINNER = "/|\\-"
+
+    def __init__(self, level: int, tty: Optional[bool] = None):
         self.level = level
+        self.tty = sys.stderr.isatty() if tty is None else tty
         self._last_progress = 0.0
+        self._step: Optional[str] = None
+        self._step_start = 0.0
+        self._lapse = 0
+        self.step_times: List[Tuple[str, float]] = []
 
     def common(self, text: str) -> None:
         if self.level & ML_COMMON:
@@ -121,15 +129,46 @@ class Messages:
             print(text, file=sys.stderr)
 
     def progress(self, step: str, done: int, total: int) -> None:
-        if not self.level & ML_PROGRESS:
-            return
+        """A step's progress: a bar on a terminal, makedumpfile's
+        ``STEP : [ 42.0 %] /  eta: 1s`` lines otherwise; with the report
+        level, ``STEP [name] : N seconds`` when a step ends."""
         now = time.monotonic()
-        if done < total and now - self._last_progress < 1.0:
+        if step != self._step:
+            self._step, self._step_start, self._lapse = step, now, 0
+        finished = done >= total
+        if self.level & ML_PROGRESS:
+            if self.tty:
+                self._draw_bar(step, done, total, now)
+            elif finished or now - self._last_progress >= 1.0:
+                self._last_progress = now
+                permille = done * 1000 // total if total else 1000
+                eta = ""
+                if 0 < permille < 1000:
+                    eta = f"eta: {int((now - self._step_start) * (1000 - permille) / permille)}s"
+                spin = self.SPINNER[self._lapse % 4]
+                self._lapse += 1
+                print(f"\r{step:<50}: [{permille // 10:3d}.{permille % 10} %] {spin}  {eta:>16}",
+                      end="\n" if finished else "", file=sys.stderr, flush=True)
+        if finished:
+            elapsed = now - self._step_start
+            self.step_times.append((step, elapsed))
+            self.report(f"STEP [{step}] : {elapsed:.6f} seconds")
+            self._step = None
+
+    def _draw_bar(self, step: str, done: int, total: int, now: float) -> None:
+        """A progress bar redrawn in place (terminals only), at most ten
+        times a second."""
+        finished = done >= total
+        if not finished and now - self._last_progress < 0.1:
             return
         self._last_progress = now
-        pct = 100.0 * done / total if total else 100.0
-        end = "\n" if done >= total else "\r"
-        print(f"{step:<50}: [{pct:5.1f} %] ", end=end, file=sys.stderr, flush=True)
+        frac = done / total if total else 1.0
+        width = 30
+        fill = int(frac * width)
+        elapsed = now - self._step_start
+        eta = f" eta {int(elapsed * (1 - frac) / frac)}s" if 0 < frac < 1 else f" {elapsed:.1f}s"
+        print(f"\r{step:<28} |{'#' * fill}{' ' * (width - fill)}| {100 * frac:5.1f}%{eta:<12}",
+              end="\n" if finished else "", file=sys.stderr, flush=True)
 
 
 def format_report(stats) -> str:
@@ -227,7 +266,8 @@ def run_filter(args, msgs: Messages) -> int:
     if threads < 1:
         raise UsageError("--num-threads must be at least 1")
     options = FilterOptions(level, args.codec, threads=threads,
-                            zlib_encoder=args.zlib_encoder, dedup=args.dedup,
+                            zlib_encoder=args.zlib_encoder,
+                            dedup=args.dedup,
                             progress=msgs.progress)
     if args.split:
         from dumpfilter.writers.split import split_dump
@@ -349,6 +389,8 @@ def main(argv: Optional[List[str]] = None) -> int:
     try:
         args = parser.parse_args(argv)
         msgs.level = args.message_level
+        if args.show_stats:
+            msgs.level |= ML_REPORT
         if args.debug:
             msgs.level |= ML_DEBUG
         logging.basicConfig(

@@ -32,9 +32,12 @@ from dumpfilter.compress import Codec
 from dumpfilter.errors import UsageError
 
 #: zlib-format encoders for -c: "zlib" is what makedumpfile uses (byte-
-#: identical output); "isal" (Intel ISA-L, the ``isal`` wheel) is several
-#: times faster and its output is still read by zlib's uncompress().
+#: identical, reproducible output); "isal" (Intel ISA-L, the ``isal`` wheel)
+#: is several times faster and its output is still read by zlib's
+#: uncompress(), but its bytes vary from run to run (ISA-L's match finder
+#: reads stale hash-table memory), so it is opt-in.
 ZLIB_ENCODERS = ("zlib", "isal")
+
 
 #: Most hashes the dedup table remembers (oldest forgotten first): bounds
 #: its memory (~10 MiB) whatever the dump size.

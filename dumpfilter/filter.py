@@ -172,6 +172,7 @@ def filter_dump(source: DumpSource, sink: Sink, options: FilterOptions) -> Filte
     classifier = Classifier(source, info, level, mem=mem)
     store = _BitmapStore(sink, layout.bitmap2_offset)
     cycles = []
+    progress("Excluding unnecessary pages", 0, source.max_pfn)
     for cyc in classifier.cycles():
         progress("Excluding unnecessary pages", cyc.start_pfn + cyc.npages, source.max_pfn)
         sink.pwrite(cyc.bitmap1, layout.bitmap1_offset + cyc.start_pfn // 8)
@@ -218,6 +219,7 @@ def filter_dump(source: DumpSource, sink: Sink, options: FilterOptions) -> Filte
                                   zero_offset if zero_offset is not None else 0, refs, data)
             stream.add_descriptors(desc, win.data if data is None else data, n)
 
+    progress("Copying data", 0, source.max_pfn)
     try:
         if options.split_range is not None:
             expected = 0

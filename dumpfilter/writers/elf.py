@@ -158,6 +158,7 @@ def filter_dump_elf(source, sink, options):
 
     # Pass 1: 2nd bitmap, zero pages cleared, into a temporary file.
     classifier = Classifier(source, info, level, mem=mem)
+    progress("Excluding unnecessary pages", 0, source.max_pfn)
     with tempfile.TemporaryFile(prefix="dumpfilter-elf-bitmap") as tmp:
         for cyc in classifier.cycles():
             progress("Excluding unnecessary pages", cyc.start_pfn + cyc.npages, source.max_pfn)
@@ -197,6 +198,7 @@ def filter_dump_elf(source, sink, options):
     # Pass 2: segment data (short excluded runs are copied as they are).
     total = sum(ld.filesz for ld in loads)
     done = 0
+    progress("Copying data", 0, total)
     for ld in loads:
         if not ld.filesz:
             continue
