@@ -227,4 +227,32 @@ df_status df_pack_descriptors(const uint8_t *mask, const uint8_t *zero, size_t n
 			      int64_t data_offset, int64_t zero_offset,
 			      uint8_t *out, size_t *count_ret, int64_t *data_end_ret);
 
+// ---------------------------------------------------------------------
+// Compression through a library's own entry points, called per page from C
+// (the caller looks the functions up; this code stays pure).
+
+enum df_page_compressor_kind {
+	DF_PC_ZLIB = 1,  // fn_compress = zlib compress2()
+	DF_PC_ZSTD = 2,  // fn_compress = ZSTD_compressCCtx(), fn_is_error = ZSTD_isError()
+};
+
+struct df_page_compressor {
+	int32_t kind;        // enum df_page_compressor_kind
+	int32_t level;       // compression level passed to the library
+	void *fn_compress;
+	void *fn_is_error;
+	void *ctx;           // ZSTD_CCtx * (one per thread), unused for zlib
+};
+
+/**
+ * Compress npages pages (page k at src + idx[k] * page_size, or
+ * src + k * page_size when idx is NULL) into dst one after the other with
+ * the library functions in c. A page that does not shrink is copied raw;
+ * sizes_ret[k] == page_size marks it.
+ */
+df_status df_compress_pages_fn(const struct df_page_compressor *c, const uint8_t *src,
+			       uint32_t page_size, const uint32_t *idx, size_t npages,
+			       uint8_t *dst, size_t dst_cap, uint32_t *sizes_ret,
+			       size_t *dst_len_ret);
+
 #endif // DUMPFILTER_H

@@ -127,4 +127,22 @@ df_status df_pack_descriptors(const uint8_t *mask, const uint8_t *zero, size_t n
 			      int64_t data_offset, int64_t zero_offset,
 			      uint8_t *out, size_t *count_ret, int64_t *data_end_ret);
 
+enum df_page_compressor_kind {
+	DF_PC_ZLIB = 1,  
+	DF_PC_ZSTD = 2,  
+};
+
+struct df_page_compressor {
+	int32_t kind;        
+	int32_t level;       
+	void *fn_compress;
+	void *fn_is_error;
+	void *ctx;           
+};
+
+df_status df_compress_pages_fn(const struct df_page_compressor *c, const uint8_t *src,
+			       uint32_t page_size, const uint32_t *idx, size_t npages,
+			       uint8_t *dst, size_t dst_cap, uint32_t *sizes_ret,
+			       size_t *dst_len_ret);
+
 const char *df_build_version(void);

@@ -107,3 +107,49 @@ df_status df_pack_descriptors(const uint8_t *mask, const uint8_t *zero, size_t n
 	*data_end_ret = data_offset;
 	return DF_OK;
 }
+
+df_status df_compress_pages_fn(const struct df_page_compressor *c, const uint8_t *src,
+			       uint32_t page_size, const uint32_t *idx, size_t npages,
+			       uint8_t *dst, size_t dst_cap, uint32_t *sizes_ret,
+			       size_t *dst_len_ret)
+{
+	size_t pos = 0;
+
+	for (size_t k = 0; k < npages; k++) {
+		const uint8_t *page = src + (size_t)(idx ? idx[k] : k) * page_size;
+		size_t len = 0;
+		int ok = 0;
+
+		if (dst_cap - pos < page_size)
+			return DF_ERR_OVERFLOW;
+		if (c->kind == DF_PC_ZLIB) {
+			// zlib's compress2(): one deflate stream per page, the same
+			// bytes as makedumpfile's deflate(Z_FINISH) at that level.
+			unsigned long out_len = page_size;
+			int (*compress2)(uint8_t *, unsigned long *, const uint8_t *,
+					 unsigned long, int) = c->fn_compress;
+			ok = compress2(dst + pos, &out_len, page, page_size, c->level) == 0;
+			len = out_len;
+		} else if (c->kind == DF_PC_ZSTD) {
+			size_t (*compress_cctx)(void *, void *, size_t, const void *, size_t, int) =
+				c->fn_compress;
+			unsigned (*is_error)(size_t) = c->fn_is_error;
+			size_t r = compress_cctx(c->ctx, dst + pos, page_size, page, page_size,
+						 c->level);
+			ok = !is_error(r);
+			len = r;
+		} else {
+			return DF_ERR_INVALID;
+		}
+		if (ok && len < page_size) {
+			sizes_ret[k] = (uint32_t)len;
+			pos += len;
+		} else {
+			memcpy(dst + pos, page, page_size);  // stored raw
+			sizes_ret[k] = page_size;
+			pos += page_size;
+		}
+	}
+	*dst_len_ret = pos;
+	return DF_OK;
+}

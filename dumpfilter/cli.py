@@ -303,7 +303,6 @@ def run_filter(args, msgs: Messages) -> int:
         _require_elf_input(source, args.elf)
         fd = _open_output(dumpfile, args.force)
         stats = _run_job(source, FileSink(fd), options, args.elf)
-        os.fsync(fd)
         done = True
     finally:
         if fd >= 0:

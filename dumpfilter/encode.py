@@ -90,7 +90,8 @@ class PageEncoder:
     """Encode windows, possibly in parallel; hand them back in order."""
 
     def __init__(self, codec: Optional[Codec], page_size: int, threads: int = 1,
-                 zlib_encoder: str = "zlib", zero_test: bool = False, dedup: bool = False):
+                 zlib_encoder: str = "zlib", zero_test: bool = False, dedup: bool = False,
+                 native: bool = True):
         self.codec = codec
         self.ps = page_size
         self.threads = max(1, threads)
@@ -102,8 +103,27 @@ class PageEncoder:
             self._compress_one = _zlib_encoder(zlib_encoder)
         elif codec is not None and codec.name == "snappy":
             self._compress_one = codec.compress
+        # zlib (makedumpfile's encoder) and zstd go through the system
+        # libraries from C when they can be found: no Python per page.
+        self._native_kind = None
+        if codec is not None and ((codec.name == "zlib" and zlib_encoder == "zlib")
+                                  or codec.name == "zstd") and native:
+            self._native_kind = codec.name
         self._pool = ThreadPoolExecutor(self.threads) if self.threads > 1 else None
         self._pending: Deque[Future] = deque()
+
+    def _native(self):
+        """This thread's C-side compressor for zlib/zstd, or None (isal,
+        snappy, none; or the system library is missing)."""
+        if self.codec is None or self._native_kind is None:
+            return None
+        loc = self._local
+        if not hasattr(loc, "native"):
+            from dumpfilter import nativecodecs
+
+            loc.native = (nativecodecs.zlib_compressor(1) if self._native_kind == "zlib"
+                          else nativecodecs.zstd_compressor(1))
+        return loc.native
 
     # -- one window (runs on a worker) -------------------------------------
     def _compress(self, view: memoryview, idx, k: int):
@@ -119,6 +139,16 @@ class PageEncoder:
                                                 ffi.from_buffer(out, require_writable=True),
                                                 len(out), loc.wrkmem, sizes, n),
                   "LZO-compressing pages")
+            del out[n[0]:]
+            return sizes, out
+        native = self._native()
+        if native is not None:
+            out = bytearray(k * ps)
+            n = ffi.new("size_t *")
+            check(lib.df_compress_pages_fn(native.desc, ffi.from_buffer(view), ps, idx, k,
+                                           ffi.from_buffer(out, require_writable=True),
+                                           len(out), sizes, n),
+                  f"{self.codec.name}-compressing pages")
             del out[n[0]:]
             return sizes, out
         compress = self._compress_one

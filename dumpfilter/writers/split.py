@@ -86,7 +86,6 @@ def _write_piece(path: str, out: str, options):
         try:
             with open_dump(path) as source:
                 stats = filter_dump(source, FileSink(fd), options)
-            os.fsync(fd)
         finally:
             os.close(fd)
         return stats, None
@@ -271,7 +270,6 @@ def reassemble(paths: Sequence[str], out: str, force: bool = False) -> None:
         SUB_HEADER.pack_into(sub, 0, *fields.values())
         os.pwrite(fd, bytes(sub), ps)
         os.ftruncate(fd, data_pos)
-        os.fsync(fd)
         done = True
     finally:
         for p in pieces:
