@@ -230,19 +230,8 @@ class ElfSource(DumpSource):
             if first[2] >= 0 and first[1] >= ps:
                 # Map the file-backed prefix, whole pages only.
                 n = first[1] // ps
-                off = first[2]
-                aligned = off - off % mmap.ALLOCATIONGRANULARITY
-                m = mmap.mmap(self._fd, n * ps + (off - aligned), mmap.MAP_SHARED,
-                              mmap.PROT_READ, offset=aligned)
-                view = memoryview(m)[off - aligned : off - aligned + n * ps]
-                try:
+                with self._mapped(first[2], n * ps) as view:
                     yield pfn, n, view
-                finally:
-                    view.release()
-                    try:
-                        m.close()
-                    except BufferError:
-                        pass  # a consumer still holds a view; GC unmaps it
             else:
                 # Zero-filled or mixed: copy this window's first part.
                 n = max(1, min(n, -(-first[1] // ps)))
@@ -250,6 +239,23 @@ class ElfSource(DumpSource):
                 self.read_pages(pfn, n, memoryview(buf))
                 yield pfn, n, memoryview(buf)
             pfn += n
+
+    @contextmanager
+    def _mapped(self, offset: int, size: int) -> Iterator[memoryview]:
+        """``size`` bytes of the file at ``offset``, mapped read-only for the
+        ``with`` block and unmapped after it (bounded resident memory)."""
+        aligned = offset - offset % mmap.ALLOCATIONGRANULARITY
+        m = mmap.mmap(self._fd, size + (offset - aligned), mmap.MAP_SHARED,
+                      mmap.PROT_READ, offset=aligned)
+        view = memoryview(m)[offset - aligned:offset - aligned + size]
+        try:
+            yield view
+        finally:
+            view.release()
+            try:
+                m.close()
+            except BufferError:
+                pass  # a consumer still holds a view; GC unmaps it
 
     #: ``window`` may be called from several threads at once.
     thread_safe_windows = True
@@ -262,19 +268,8 @@ class ElfSource(DumpSource):
         ps = self.page_size
         parts = list(self._walk(start_pfn * ps, npages * ps))
         if len(parts) == 1 and parts[0][2] >= 0:
-            off = parts[0][2]
-            aligned = off - off % mmap.ALLOCATIONGRANULARITY
-            m = mmap.mmap(self._fd, npages * ps + (off - aligned), mmap.MAP_SHARED,
-                          mmap.PROT_READ, offset=aligned)
-            view = memoryview(m)[off - aligned:off - aligned + npages * ps]
-            try:
+            with self._mapped(parts[0][2], npages * ps) as view:
                 yield view
-            finally:
-                view.release()
-                try:
-                    m.close()
-                except BufferError:
-                    pass  # a consumer still holds a view; GC unmaps it
         else:
             buf = bytearray(npages * ps)
             self.read_pages(start_pfn, npages, memoryview(buf))
