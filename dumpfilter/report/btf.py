@@ -94,7 +94,23 @@ class MemberInfo:
     bitfield_size: int
 
 
-class Btf:
+class MemberQueries:
+    """Conveniences every type source derives from its ``member()``."""
+
+    def member_offset(self, struct_name, path: str) -> int:
+        """Byte offset of ``path`` inside ``struct_name``."""
+        return self.member(struct_name, path).offset
+
+    def has_member(self, struct_name, path: str) -> bool:
+        """True if ``path`` resolves inside the struct."""
+        try:
+            self.member(struct_name, path)
+            return True
+        except BtfLookupError:
+            return False
+
+
+class Btf(MemberQueries):
     """A parsed BTF blob (vmlinux BTF: no base)."""
 
     def __init__(self, blob: bytes):
@@ -439,17 +455,6 @@ class Btf:
         assert cur is not None
         bsize = last.bitfield_size if last is not None else 0
         return MemberInfo(bits // 8, cur, size if last is None else last.size, bits, bsize)
-
-    def member_offset(self, struct_name, path: str) -> int:
-        """Byte offset of ``path`` inside ``struct_name``."""
-        return self.member(struct_name, path).offset
-
-    def has_member(self, struct_name, path: str) -> bool:
-        try:
-            self.member(struct_name, path)
-            return True
-        except BtfLookupError:
-            return False
 
     def type_name(self, tid: int) -> str:
         """A C-like spelling of a type (for messages)."""

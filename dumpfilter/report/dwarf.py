@@ -25,7 +25,7 @@ import re
 from typing import Dict, List, Optional, Tuple
 
 from dumpfilter.errors import CorruptDumpError
-from dumpfilter.report.btf import BtfLookupError, Member, MemberInfo
+from dumpfilter.report.btf import BtfLookupError, Member, MemberInfo, MemberQueries
 
 _QUALIFIERS = ("DW_TAG_typedef", "DW_TAG_const_type", "DW_TAG_volatile_type",
                "DW_TAG_restrict_type", "DW_TAG_atomic_type", "DW_TAG_immutable_type")
@@ -68,7 +68,7 @@ def _attr(die, name: str, default=None):
     return default if a is None else a.value
 
 
-class DwarfTypes:
+class DwarfTypes(MemberQueries):
     """Type source over the DWARF of an ELF file (path)."""
 
     def __init__(self, path: str):
@@ -303,16 +303,6 @@ class DwarfTypes:
         bsize = last.bitfield_size if last is not None else 0
         tid = cur.offset if cur is not None else 0
         return MemberInfo(bits // 8, tid, size, bits, bsize)
-
-    def member_offset(self, struct_name, path: str) -> int:
-        return self.member(struct_name, path).offset
-
-    def has_member(self, struct_name, path: str) -> bool:
-        try:
-            self.member(struct_name, path)
-            return True
-        except DwarfLookupError:
-            return False
 
     def enumerator(self, name: str) -> Optional[int]:
         while name not in self._enums and not self._done:
