@@ -25,6 +25,12 @@ def test_not_a_vmcore(tmp_path):
     assert not out.exists()
 
 
+def test_directory_input(tmp_path):
+    out = tmp_path / "out"
+    assert_one_error_line(run_cli("-d", "31", tmp_path, out, check=False), str(tmp_path), "directory")
+    assert not out.exists()
+
+
 def test_missing_input(tmp_path):
     out = tmp_path / "out"
     assert_one_error_line(run_cli("-d", "31", tmp_path / "nope", out, check=False), "nope")

@@ -43,6 +43,8 @@ def open_dump(path: Union[str, "os.PathLike[str]"]) -> DumpSource:
     from dumpfilter.readers.kdump import DISKDUMP_SIGNATURE, KDUMP_SIGNATURE, KdumpSource
 
     path = os.fspath(path)
+    if os.path.isdir(path):
+        raise NotAVmcoreError(f"{path}: is a directory, not a vmcore")
     head = _head(path, 16)
     if is_flattened(head):
         flat = FlattenedFile(path)
