@@ -2,33 +2,23 @@
 
 The C core never opens libraries; this module finds ``compress2`` (zlib,
 the library CPython's zlib module itself uses) and ``ZSTD_compressCCtx``
-(libzstd) with cffi's ABI mode and hands their addresses to
+(libzstd) with ctypes and hands their addresses to
 ``df_compress_pages_fn``, so a whole window of pages is compressed in one
 C call with the GIL released — no Python per page. When a library cannot be
 found the encoder falls back to the Python codec modules (same format).
 """
 from __future__ import annotations
 
+import ctypes
 import ctypes.util
 import threading
 from typing import Optional
 
-from cffi import FFI
-
 from dumpfilter._core import ffi, lib
 
-_abi = FFI()
-_abi.cdef("""
-    int compress2(unsigned char *dest, unsigned long *destLen,
-                  const unsigned char *source, unsigned long sourceLen, int level);
-    void *ZSTD_createCCtx(void);
-    size_t ZSTD_freeCCtx(void *cctx);
-    size_t ZSTD_compressCCtx(void *cctx, void *dst, size_t dstCapacity,
-                             const void *src, size_t srcSize, int compressionLevel);
-    unsigned ZSTD_isError(size_t code);
-    unsigned ZSTD_versionNumber(void);
-""")
-
+# ctypes, not cffi's ABI mode: only symbol addresses and two small calls
+# are needed, and parsing a cdef at start-up would cost more than the
+# whole filter run on a small dump.
 _libs: dict = {}
 _lock = threading.Lock()
 
@@ -37,20 +27,27 @@ def _load(name: str, sonames):
     with _lock:
         if name not in _libs:
             handle = None
-            for soname in [ctypes.util.find_library(name), *sonames]:
-                if not soname:
-                    continue
+            # The usual soname first: find_library() runs ldconfig or a
+            # compiler, which costs tens of milliseconds.
+            for soname in sonames:
                 try:
-                    handle = _abi.dlopen(soname)
+                    handle = ctypes.CDLL(soname)
                     break
                 except OSError:
                     continue
+            if handle is None:
+                found = ctypes.util.find_library(name)
+                if found:
+                    try:
+                        handle = ctypes.CDLL(found)
+                    except OSError:
+                        pass
             _libs[name] = handle
         return _libs[name]
 
 
-def _address(fn) -> int:
-    return int(_abi.cast("uintptr_t", fn))
+def _address(handle, symbol: str) -> int:
+    return ctypes.cast(getattr(handle, symbol), ctypes.c_void_p).value
 
 
 class NativeCompressor:
@@ -70,17 +67,19 @@ def zlib_compressor(level: int = 1) -> Optional[NativeCompressor]:
     z = _load("z", ["libz.so.1"])
     if z is None:
         return None
-    return NativeCompressor(lib.DF_PC_ZLIB, level, _address(z.compress2))
+    return NativeCompressor(lib.DF_PC_ZLIB, level, _address(z, "compress2"))
 
 
 def zstd_compressor(level: int = 1) -> Optional[NativeCompressor]:
     z = _load("zstd", ["libzstd.so.1"])
     if z is None:
         return None
-    cctx = z.ZSTD_createCCtx()
-    if cctx == _abi.NULL:
+    create = z.ZSTD_createCCtx
+    create.restype = ctypes.c_void_p
+    create.argtypes = []
+    cctx = create()
+    if not cctx:
         return None
-    c = NativeCompressor(lib.DF_PC_ZSTD, level, _address(z.ZSTD_compressCCtx),
-                         _address(z.ZSTD_isError), _address(cctx))
-    c._cctx = cctx  # freed with the process; one per worker thread
-    return c
+    # One context per worker thread, kept for the life of the process.
+    return NativeCompressor(lib.DF_PC_ZSTD, level, _address(z, "ZSTD_compressCCtx"),
+                            _address(z, "ZSTD_isError"), cctx)
