@@ -7,6 +7,7 @@ Argument parsing, messages and exit codes only; the work happens in
 from __future__ import annotations
 
 import argparse
+import errno
 import logging
 import os
 import sys
@@ -15,11 +16,14 @@ from typing import List, Optional, Tuple
 
 from dumpfilter import __version__
 from dumpfilter.encode import ZLIB_ENCODERS, available_cpus
-from dumpfilter.errors import DumpFilterError, OutputExistsError, UsageError
+from dumpfilter.errors import DumpFilterError, IncompleteDumpError, OutputExistsError, UsageError
 
 EXIT_OK = 0
 EXIT_FAILED = 1
 EXIT_WRONG_RELEASE = 2
+
+#: errno values meaning "the output device is full" (-L raises ENOSPC too).
+_NO_SPACE = (errno.ENOSPC, errno.EDQUOT, errno.EFBIG)
 
 ML_PROGRESS, ML_COMMON, ML_ERROR, ML_DEBUG, ML_REPORT = 1, 2, 4, 8, 16
 DEFAULT_MESSAGE_LEVEL = 7
@@ -56,6 +60,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("-d", dest="dump_level", default="0", metavar="LEVEL",
                    help="dump level 0-31 (1 zero, 2 cache, 4 cache+private, 8 user, 16 free); "
                         "a comma list gives fallback levels, the first is used")
+    p.add_argument("-L", dest="size_limit", default=None, metavar="SIZE",
+                   help="stop writing at SIZE bytes (K/M/G/T suffixes); the dump is then "
+                        "marked incomplete, as on a full disk")
     p.add_argument("--message-level", type=int, default=DEFAULT_MESSAGE_LEVEL, metavar="N",
                    help="message bitmask: 1 progress, 2 common, 4 error, 8 debug, 16 report")
     p.add_argument("--show-stats", action="store_true", help="print the page-count report")
@@ -89,7 +96,9 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
-def parse_dump_level(text: str) -> int:
+def parse_dump_levels(text: str) -> List[int]:
+    """``-d 31`` or ``-d 31,11``: the level, then fallbacks used when the
+    output device fills up."""
     levels = []
     for part in text.split(","):
         try:
@@ -99,7 +108,21 @@ def parse_dump_level(text: str) -> int:
         if not 0 <= v <= 31:
             raise UsageError(f"dump level {v} is out of range (0-31)")
         levels.append(v)
-    return levels[0]
+    return levels
+
+
+_SIZE_SUFFIX = {"": 1, "K": 1 << 10, "M": 1 << 20, "G": 1 << 30, "T": 1 << 40, "P": 1 << 50,
+                "E": 1 << 60}
+
+
+def parse_size(text: str) -> int:
+    """``-L SIZE``: bytes with an optional K/M/G/T/P/E suffix."""
+    t = text.strip().upper()
+    suffix = t[-1:] if t[-1:] in _SIZE_SUFFIX and not t[-1:].isdigit() else ""
+    number = t[: len(t) - len(suffix)]
+    if not number.isdigit() or int(number) == 0:
+        raise UsageError(f"invalid size {text!r} for -L (e.g. 512M)")
+    return int(number) * _SIZE_SUFFIX[suffix]
 
 
 class Messages:
@@ -261,7 +284,8 @@ def run_filter(args, msgs: Messages) -> int:
     from dumpfilter.writers.kdump import FileSink
 
     _check_mode_args(args)
-    level = parse_dump_level(args.dump_level)
+    levels = parse_dump_levels(args.dump_level)
+    level = levels[0]
     threads = available_cpus() if args.num_threads is None else args.num_threads
     if threads < 1:
         raise UsageError("--num-threads must be at least 1")
@@ -296,23 +320,40 @@ def run_filter(args, msgs: Messages) -> int:
     if len(args.paths) != 2:
         raise UsageError("expected VMCORE DUMPFILE")
     vmcore, dumpfile = args.paths
+    limit = parse_size(args.size_limit) if args.size_limit is not None else None
     source = open_dump(vmcore)
-    fd = -1
-    done = False
     try:
         _require_elf_input(source, args.elf)
-        fd = _open_output(dumpfile, args.force)
-        stats = _run_job(source, FileSink(fd), options, args.elf)
-        done = True
+        for i, level in enumerate(levels):
+            options.dump_level = level
+            last = i == len(levels) - 1
+            fd = _open_output(dumpfile, args.force or i > 0)
+            keep = False
+            try:
+                stats = _run_job(source, FileSink(fd, limit), options, args.elf)
+                keep = True
+                break
+            except OSError as e:
+                if e.errno not in _NO_SPACE or args.elf:
+                    raise
+                if not last:
+                    msgs.common(f"{dumpfile}: {e.strerror}; retrying with dump level {levels[i + 1]}")
+                    continue
+                # kdump format: the headers written first say INCOMPLETE,
+                # and every descriptor on disk has its data.
+                keep = True
+                raise IncompleteDumpError(
+                    f"{dumpfile}: {e.strerror}: the dump is incomplete (marked so in its "
+                    "header); it may still be analysable") from None
+            finally:
+                os.close(fd)
+                if not keep:
+                    # Never leave a file that could pass for a finished dump.
+                    try:
+                        os.unlink(dumpfile)
+                    except OSError:
+                        pass
     finally:
-        if fd >= 0:
-            os.close(fd)
-            if not done:
-                # Never leave a file that could pass for a finished dump.
-                try:
-                    os.unlink(dumpfile)
-                except OSError:
-                    pass
         source.close()
     return _finish_report(args, msgs, stats, f"The dumpfile is saved to {dumpfile}.")
 

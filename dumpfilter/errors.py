@@ -55,5 +55,10 @@ class OutputExistsError(DumpFilterError, FileExistsError):
     """The output exists and -f was not given."""
 
 
+class IncompleteDumpError(DumpFilterError, OSError):
+    """The output device filled up (or -L was reached): the dump was kept,
+    marked incomplete in its header."""
+
+
 class CodecError(DumpFilterError, ValueError):
     """A page could not be compressed or decompressed."""

@@ -12,7 +12,7 @@ from __future__ import annotations
 import logging
 import tempfile
 from functools import partial
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Callable, List, Optional, Tuple
 
 from dumpfilter._core import check, ffi, lib
@@ -20,6 +20,7 @@ from dumpfilter.bitmaps import count_bits
 from dumpfilter.classify import CLASS_NAMES, Classifier
 from dumpfilter.compress import CODECS
 from dumpfilter.encode import Deduplicator, PageEncoder, pack_window
+from dumpfilter.kdumpformat import FLAG_INCOMPLETE
 from dumpfilter.errors import DumpFilterError, FaultError, UsageError
 from dumpfilter.memory.x86_64 import X86_64Memory, kernel_phys_base
 from dumpfilter.readers.base import DumpSource
@@ -167,6 +168,10 @@ def filter_dump(source: DumpSource, sink: Sink, options: FilterOptions) -> Filte
         fields.split, fields.start_pfn, fields.end_pfn = True, lo, hi
     stats = FilterStats(max_mapnr=source.max_pfn)
     progress = options.progress or (lambda *a: None)
+
+    # The headers go out first marked INCOMPLETE and are rewritten at the
+    # end: a run cut short (no space left, -L) leaves a file that says so.
+    sink.pwrite(pack_headers(layout, replace(fields, status=fields.status | FLAG_INCOMPLETE)), 0)
 
     # Pass 1: bitmaps.
     classifier = Classifier(source, info, level, mem=mem)

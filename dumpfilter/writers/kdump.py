@@ -12,6 +12,7 @@ last: an interrupted run never leaves a file that looks complete.
 """
 from __future__ import annotations
 
+import errno
 import os
 from dataclasses import dataclass
 from typing import Optional
@@ -43,14 +44,21 @@ class Sink:
 
 
 class FileSink(Sink):
-    """A regular file opened by the caller."""
+    """A regular file opened by the caller. ``limit`` (bytes, -L) makes a
+    write past it fail as if the disk were full."""
 
-    def __init__(self, fd: int):
+    def __init__(self, fd: int, limit: Optional[int] = None):
         self.fd = fd
         self.bytes_written = 0
+        self.limit = limit
 
     def pwrite(self, data, offset: int) -> None:
         view = memoryview(data)
+        if self.limit is not None and offset + len(view) > self.limit:
+            room = max(0, self.limit - offset)
+            if room:
+                self.pwrite(view[:room], offset)
+            raise OSError(errno.ENOSPC, f"output size limit of {self.limit} bytes (-L) reached")
         while view:
             n = os.pwrite(self.fd, view, offset)
             view = view[n:]
@@ -146,9 +154,9 @@ def pack_headers(layout: KdumpLayout, f: KdumpHeaderFields) -> bytes:
 
 
 class PageStream:
-    """Buffers descriptors and page data and writes them in order:
-    descriptors are flushed before the data they describe, so a run cut
-    short leaves descriptors only for data that reached the file."""
+    """Buffers descriptors and page data and writes them in order: data
+    is flushed before the descriptors that describe it, so a run cut short
+    leaves descriptors only for data that reached the file."""
 
     def __init__(self, sink: Sink, desc_offset: int, data_offset: int,
                  buffer_bytes: int = 1 << 20):
@@ -204,11 +212,14 @@ class PageStream:
         return self.sink.pread(size, offset)
 
     def flush(self) -> None:
-        if self._desc:
-            self.sink.pwrite(self._desc, self.desc_pos)
-            self.desc_pos += len(self._desc)
-            self._desc = bytearray()
+        # Data before the descriptors that point at it: if the disk fills
+        # up in between, no descriptor describes data that is not there
+        # (an unwritten descriptor reads as offset 0: "page incomplete").
         if self._data:
             self.sink.pwrite(self._data, self.data_pos)
             self.data_pos += len(self._data)
             self._data = bytearray()
+        if self._desc:
+            self.sink.pwrite(self._desc, self.desc_pos)
+            self.desc_pos += len(self._desc)
+            self._desc = bytearray()
