@@ -11,6 +11,7 @@ dumpfilter's own reader, so tests can cross-check it.
 from __future__ import annotations
 
 import json
+import re
 import os
 import shutil
 import struct
@@ -60,6 +61,19 @@ def run_crash(vmlinux, dumpfiles: Sequence, commands: Sequence[str], timeout: fl
 CRASH_SYS_KEYS = ("KERNEL", "DUMPFILE", "DUMPFILES", "CPUS", "DATE", "UPTIME", "LOAD AVERAGE",
                   "TASKS", "NODENAME", "RELEASE", "VERSION", "MACHINE", "MEMORY", "PANIC",
                   "PID", "COMMAND", "TASK", "CPU", "STATE")
+
+
+def crash_sys_lines(text: str) -> dict[str, str]:
+    """The lines of crash's ``sys`` banner, whole, by label (up to the task
+    block's ``PID:``): ``{"RELEASE": "     RELEASE: 6.1.0-56-amd64", ...}``."""
+    out: dict[str, str] = {}
+    for line in text.splitlines():
+        if line.startswith("PID:"):
+            break
+        m = re.match(r"^\s*([A-Z][A-Z ]*): (.*)$", line)
+        if m:
+            out[m.group(1)] = line
+    return out
 
 
 def crash_sys_fields(text: str) -> dict[str, str]:

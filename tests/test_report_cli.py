@@ -18,6 +18,8 @@ from dumpfilter.report.render import PS_HEADER, PS_STATES
 from dumpfilter.report.sysinfo import BANNER_ORDER, format_banner
 from dumpfilter.report.tasks import STATE_NAMES
 
+from oracles import crash_sys_lines
+
 pytestmark = pytest.mark.realdump
 
 CRASH_RIGHT = ("CPUS", "DATE", "UPTIME", "LOAD AVERAGE", "NODENAME", "RELEASE", "VERSION",
@@ -25,18 +27,6 @@ CRASH_RIGHT = ("CPUS", "DATE", "UPTIME", "LOAD AVERAGE", "NODENAME", "RELEASE", 
 #: Labels crash 8.0.2 gets wrong (TASKS) or omits (PID ... STATE) on 6.1.
 GROUNDTRUTH = ("TASKS", "PID", "COMMAND", "TASK", "CPU", "STATE")
 DUMPS = ("raw", "mdf-d31-zlib", "own-d31-zlib", "own-d31-lzo", "own-d31-snappy", "own-d31-zstd")
-
-
-def crash_banner(text: str) -> dict:
-    """label -> full banner line of crash's sys output."""
-    out = {}
-    for line in text.splitlines():
-        if line.startswith("PID:"):
-            break
-        m = re.match(r"^\s*([A-Z][A-Z ]*): (.*)$", line)
-        if m:
-            out[m.group(1)] = line
-    return out
 
 
 def run_report(args, tz_args=()):
@@ -47,7 +37,7 @@ def run_report(args, tz_args=()):
 
 @pytest.fixture(scope="module")
 def crash_ref(reference_dir):
-    return crash_banner((reference_dir / "crash-vmcore.txt").read_text())
+    return crash_sys_lines((reference_dir / "crash-vmcore.txt").read_text())
 
 
 @pytest.fixture(scope="module")

@@ -13,23 +13,10 @@ from dumpfilter.errors import FaultError, VmcoreInfoError
 from dumpfilter.report.kallsyms import KallsymsError, KallsymsTable, load_kallsyms
 from dumpfilter.vmcoreinfo import VmcoreInfo
 
+from fakememory import FakeMemory
+
 
 # --------------------------------------------------------------------------- fake memory
-
-class FakeMemory:
-    """Kernel memory made of (address -> bytes) segments."""
-
-    def __init__(self, segments=None):
-        self.segments = dict(segments or {})
-
-    def add(self, addr, data):
-        self.segments[addr] = bytes(data)
-
-    def read(self, vaddr, n):
-        for base, data in self.segments.items():
-            if base <= vaddr and vaddr + n <= base + len(data):
-                return data[vaddr - base:vaddr - base + n]
-        raise FaultError("not in fake memory", vaddr)
 
 
 def _tables(symbols, long_first=False):

@@ -12,19 +12,7 @@ from dumpfilter.errors import CorruptDumpError, FaultError, VmcoreInfoError
 from dumpfilter.report.printk import PrintkRecord, format_makedumpfile, read_printk
 from dumpfilter.vmcoreinfo import VmcoreInfo
 
-
-class FakeMemory:
-    def __init__(self):
-        self.segments = {}
-
-    def add(self, addr, data):
-        self.segments[addr] = bytes(data)
-
-    def read(self, vaddr, n):
-        for base, data in self.segments.items():
-            if base <= vaddr and vaddr + n <= base + len(data):
-                return data[vaddr - base:vaddr - base + n]
-        raise FaultError("not in fake memory", vaddr)
+from fakememory import FakeMemory
 
 
 # --------------------------------------------------------------------------- formatting

@@ -4,7 +4,6 @@ lines crash 8.0.2 gets right, and against groundtruth.json for TASKS and the
 panic-task block that crash 8.0.2 gets wrong/omits on 6.1."""
 from __future__ import annotations
 
-import re
 import time
 
 import pytest
@@ -14,6 +13,8 @@ from dumpfilter.report.sysinfo import (
     panic_message, read_sysinfo, uptime_jiffies,
 )
 from dumpfilter.report.tasks import STATE_NAMES
+
+from oracles import crash_sys_lines
 
 
 # --------------------------------------------------------------------------- formatting rules
@@ -57,14 +58,7 @@ def test_banner_alignment():
 
 def _crash_sys(text):
     """label -> value of crash's sys block."""
-    out = {}
-    for line in text.splitlines():
-        if line.startswith("PID:"):
-            break
-        m = re.match(r"^\s*([A-Z][A-Z ]*): (.*)$", line)
-        if m:
-            out[m.group(1)] = m.group(2)
-    return out
+    return {label: line.split(": ", 1)[1] for label, line in crash_sys_lines(text).items()}
 
 
 @pytest.fixture(scope="module")

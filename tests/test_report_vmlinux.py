@@ -20,7 +20,7 @@ from pathlib import Path
 
 import pytest
 
-from dumpfilter.errors import DumpFilterError, FaultError, VmcoreInfoError
+from dumpfilter.errors import DumpFilterError, VmcoreInfoError
 from dumpfilter.report import cli
 from dumpfilter.report.backtrace import backtrace, format_backtrace
 from dumpfilter.report.context import NEED_VMLINUX, ReportContext, open_source
@@ -28,6 +28,8 @@ from dumpfilter.report.kallsyms import KallsymsTable
 from dumpfilter.report.modules import ModuleSymbols
 from dumpfilter.report.render import render_text
 from dumpfilter.vmcoreinfo import VmcoreInfo
+
+from fakememory import FakeMemory
 
 SECTIONS = {"sys", "ps", "bt"}
 
@@ -390,20 +392,6 @@ def test_module_symbols_lookup():
     assert ms.lookup(MOD_BASE + 0x10011) == ("b_fn", 1, "beta")
 
 
-class _FakeMem:
-    def __init__(self):
-        self.blocks = {}
-
-    def put(self, addr, data):
-        self.blocks[addr] = bytes(data)
-
-    def read(self, addr, n):
-        for a, b in self.blocks.items():
-            if a <= addr and addr + n <= a + len(b):
-                return b[addr - a:addr - a + n]
-        raise FaultError("not in the fake dump", addr)
-
-
 class _FakeCtx:
     """Just what backtrace() needs: memory, kernel symbols without ORC
     tables, module symbols."""
@@ -430,17 +418,17 @@ def test_bt_names_module_frames_like_crash():
                        [ktext, ktext + 0x100, ktext + 0x1000])
     mods = ModuleSymbols([("mymod", MOD_BASE, 0x1000, [("mod_worker", MOD_BASE + 0x80),
                                                         ("mod_leaf", MOD_BASE + 0x200)])])
-    mem = _FakeMem()
+    mem = FakeMemory()
     call = b"\x90\x90\xe8\x00\x00\x00\x00"  # ... call rel32; the return address follows
     mod_ret, k_ret = MOD_BASE + 0x80 + 0x27, ktext + 0x100 + 0x19
-    mem.put(mod_ret - 7, call)
-    mem.put(k_ret - 7, call)
+    mem.add(mod_ret - 7, call)
+    mem.add(k_ret - 7, call)
     rsp = 0xFFFFC90000013F00
     stack = bytearray(0x100)
     struct.pack_into("<Q", stack, 0x10, mod_ret)
     struct.pack_into("<Q", stack, 0x38, 0xDEAD)  # not an address
     struct.pack_into("<Q", stack, 0x40, k_ret)
-    mem.put(rsp, stack)
+    mem.add(rsp, stack)
     ctx = _FakeCtx(mem, ks, mods)
     bt = backtrace(ctx, 7, 0xFFFF888000001000, 0, "worker", {"rip": MOD_BASE + 0x205,
                                                               "rsp": rsp, "rbp": 0})

@@ -25,7 +25,7 @@ from __future__ import annotations
 import struct
 from typing import Dict, Optional, Tuple
 
-from dumpfilter.errors import DumpFilterError, VmcoreInfoError
+from dumpfilter.errors import DumpFilterError, FaultError, VmcoreInfoError
 from dumpfilter.vmcoreinfo import VmcoreInfo
 
 
@@ -234,3 +234,12 @@ class ReportContext:
             return self.kallsyms.address(name)
         except DumpFilterError:  # no kallsyms in VMCOREINFO, or unreadable
             return None
+
+
+def read_described(mem, vaddr: int, size: int, what: str, prefix: str = "") -> bytes:
+    """``mem.read`` whose FaultError says what was being read."""
+    try:
+        return mem.read(vaddr, size)
+    except FaultError as e:
+        raise FaultError(f"{prefix}cannot read {what} ({size} bytes at {vaddr:#x}): {e.message}",
+                         e.address) from None

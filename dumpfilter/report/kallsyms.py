@@ -41,6 +41,7 @@ from dataclasses import dataclass
 from typing import Dict, Iterator, List, Optional, Sequence, Tuple
 
 from dumpfilter.errors import CorruptDumpError, FaultError, VmcoreInfoError
+from dumpfilter.report.context import read_described
 
 _U64_MAX = (1 << 64) - 1
 #: An address this far past a symbol is not considered inside it (the gap
@@ -179,11 +180,7 @@ class KallsymsTable:
 # --------------------------------------------------------------------------- decoding
 
 def _read(mem, vaddr: int, size: int, what: str) -> bytes:
-    try:
-        return mem.read(vaddr, size)
-    except FaultError as e:
-        raise FaultError(f"cannot read {what} ({size} bytes at {vaddr:#x}): {e.message}",
-                         e.address) from None
+    return read_described(mem, vaddr, size, what)
 
 
 def _read_token_table(mem, table_addr: int, index: Sequence[int]) -> List[bytes]:

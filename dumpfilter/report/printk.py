@@ -33,7 +33,8 @@ import struct
 from dataclasses import dataclass
 from typing import List, Optional
 
-from dumpfilter.errors import CorruptDumpError, FaultError, VmcoreInfoError
+from dumpfilter.errors import CorruptDumpError, VmcoreInfoError
+from dumpfilter.report.context import read_described
 
 # Descriptor state bits (two top bits of state_var).
 _SV_BITS = 64
@@ -143,11 +144,7 @@ def format_makedumpfile(rec: PrintkRecord, show_caller: bool = False) -> bytes:
 # --------------------------------------------------------------------------- reading
 
 def _read(mem, vaddr: int, size: int, what: str) -> bytes:
-    try:
-        return mem.read(vaddr, size)
-    except FaultError as e:
-        raise FaultError(f"printk: cannot read {what} ({size} bytes at {vaddr:#x}): {e.message}",
-                         e.address) from None
+    return read_described(mem, vaddr, size, what, "printk: ")
 
 
 def _u(buf: bytes, off: int, size: int) -> int:
