@@ -78,7 +78,7 @@ class EncodedWindow:
     zero_count: int
     npages: int
     sizes: object  # cffi uint32_t[] of stored sizes, one per selected page
-    data: bytes  # the stored blocks, concatenated
+    data: bytes  # the stored blocks, concatenated (bytes or bytearray)
     hashes: Optional[List[int]]  # per selected page, with dedup
 
 
@@ -125,30 +125,35 @@ class PageEncoder:
                           else nativecodecs.zstd_compressor(1))
         return loc.native
 
-    # -- one window (runs on a worker) -------------------------------------
-    def _compress(self, view: memoryview, idx, k: int):
+    def _c_batch(self, idx, k: int, sizes):
+        """A call compressing the window's selected pages in C (LZO, or
+        zlib/zstd through the system library), or None."""
         ps = self.ps
-        sizes = ffi.new("uint32_t[]", max(1, k))
         if self.codec is not None and self.codec.name == "lzo":
             loc = self._local
             if getattr(loc, "wrkmem", None) is None:
                 loc.wrkmem = ffi.new("uint8_t[]", lib.DF_LZO1X_1_WORKMEM_SIZE)
-            out = bytearray(k * ps)
-            n = ffi.new("size_t *")
-            check(lib.df_lzo1x_1_compress_pages(ffi.from_buffer(view), ps, idx, k,
-                                                ffi.from_buffer(out, require_writable=True),
-                                                len(out), loc.wrkmem, sizes, n),
-                  "LZO-compressing pages")
-            del out[n[0]:]
-            return sizes, out
+            wrkmem = loc.wrkmem
+            return lambda src, out, cap, n: lib.df_lzo1x_1_compress_pages(
+                src, ps, idx, k, out, cap, wrkmem, sizes, n)
         native = self._native()
         if native is not None:
+            return lambda src, out, cap, n: lib.df_compress_pages_fn(
+                native.desc, src, ps, idx, k, out, cap, sizes, n)
+        return None
+
+    # -- one window (runs on a worker) -------------------------------------
+    def _compress(self, view: memoryview, idx, k: int):
+        ps = self.ps
+        sizes = ffi.new("uint32_t[]", max(1, k))
+        batch = self._c_batch(idx, k, sizes)
+        if batch is not None:
+            # The whole window in one C call (GIL released): raw pages are
+            # copied for pages that do not shrink.
             out = bytearray(k * ps)
             n = ffi.new("size_t *")
-            check(lib.df_compress_pages_fn(native.desc, ffi.from_buffer(view), ps, idx, k,
-                                           ffi.from_buffer(out, require_writable=True),
-                                           len(out), sizes, n),
-                  f"{self.codec.name}-compressing pages")
+            check(batch(ffi.from_buffer(view), ffi.from_buffer(out, require_writable=True),
+                        len(out), n), f"{self.codec.name}-compressing pages")
             del out[n[0]:]
             return sizes, out
         compress = self._compress_one
@@ -193,7 +198,7 @@ class PageEncoder:
             if self._hash is not None:
                 h = self._hash
                 hashes = [h(view[idx[j] * ps:(idx[j] + 1) * ps]) for j in range(k)]
-        return EncodedWindow(mask, zero, zero_count, npages, sizes, bytes(data), hashes)
+        return EncodedWindow(mask, zero, zero_count, npages, sizes, data, hashes)
 
     # -- pipeline ----------------------------------------------------------
     def submit(self, open_window: WindowOpener, npages: int, mask: bytes) -> None:
