@@ -124,10 +124,11 @@ class _BitmapStore:
     def __init__(self, sink: Sink, offset: int):
         self.sink, self.offset = sink, offset
         self.tmp = None
+        if sink.pread(0, 0) is None:
+            self.tmp = tempfile.TemporaryFile(prefix="dumpfilter-bitmap")
 
     def write(self, start_pfn: int, data: bytes) -> None:
-        if self.tmp is None and self.sink.pread(0, 0) is None:
-            self.tmp = tempfile.TemporaryFile(prefix="dumpfilter-bitmap")
+        """Keep a copy only where the output cannot be read back."""
         if self.tmp is not None:
             self.tmp.seek(start_pfn // 8)
             self.tmp.write(data)
@@ -182,7 +183,7 @@ def filter_dump(source: DumpSource, sink: Sink, options: FilterOptions) -> Filte
         progress("Excluding unnecessary pages", cyc.start_pfn + cyc.npages, source.max_pfn)
         sink.pwrite(cyc.bitmap1, layout.bitmap1_offset + cyc.start_pfn // 8)
         sink.pwrite(cyc.bitmap2, layout.bitmap2_offset + cyc.start_pfn // 8)
-        store.write(cyc.start_pfn, bytes(cyc.bitmap2))
+        store.write(cyc.start_pfn, cyc.bitmap2)
         stats.original += count_bits(cyc.bitmap1, cyc.npages)
         stats.dumpable += count_bits(cyc.bitmap2, cyc.npages)
         cycles.append((cyc.start_pfn, cyc.npages))
