@@ -16,7 +16,7 @@ from dumpfilter.cli import main as dumpfilter_main
 
 def main(argv=None) -> int:
     from dumpfilter.readers import open_dump
-    from dumpfilter.synthetic import build_sample, expected_bitmap2
+    from dumpfilter.testing.synthetic import build_sample, expected_bitmap2
 
     keep = argv and "--keep" in argv
     tmp = tempfile.mkdtemp(prefix="dumpfilter-demo-")

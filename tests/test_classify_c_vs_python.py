@@ -4,7 +4,7 @@ import struct
 
 from hypothesis import given, settings, strategies as st
 
-from dumpfilter import _pyref
+from dumpfilter.testing import pyref as _pyref
 from dumpfilter._core import ffi, lib
 
 LAYOUT_FIELDS = [

@@ -79,7 +79,7 @@ def test_failure_midway_removes_output(tmp_path, monkeypatch):
     """A source that fails while pages are copied: the half-written output is removed."""
     from dumpfilter import cli
     from dumpfilter.errors import CorruptDumpError
-    import dumpfilter.filter as flt
+    import dumpfilter.filter.job as flt
 
     def boom(*a, **k):
         raise CorruptDumpError("page data unreadable")
@@ -87,12 +87,15 @@ def test_failure_midway_removes_output(tmp_path, monkeypatch):
     src = tmp_path / "src"
     src.write_bytes(b"x")
     out = tmp_path / "out"
-    monkeypatch.setattr(flt, "filter_dump", boom)
-    monkeypatch.setattr("dumpfilter.readers.open_dump", lambda p: _Dummy())
+    monkeypatch.setattr(flt, "filter_kdump", boom)
+    monkeypatch.setattr("dumpfilter.readers.open_dump", lambda p, use_mmap=True: _Dummy())
     assert cli.main(["-c", "-d", "31", str(src), str(out)]) == 1
     assert not out.exists()
 
 
 class _Dummy:
-    def close(self):
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
         pass

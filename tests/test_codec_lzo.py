@@ -1,6 +1,6 @@
 """LZO1X-1 (makedumpfile -l) codec: our C implementation (csrc/lzo1x.c via
-dumpfilter.lzo) against itself, against the independent pure-Python decoder
-(dumpfilter._pyref_lzo), against the real liblzo2 (ctypes), and on real pages
+dumpfilter.codecs.lzo) against itself, against the independent pure-Python decoder
+(dumpfilter.testing.pyref_lzo), against the real liblzo2 (ctypes), and on real pages
 of the 6.1 vmcore and of makedumpfile's own -l output.
 """
 from __future__ import annotations
@@ -13,7 +13,9 @@ import struct
 import pytest
 from hypothesis import HealthCheck, given, settings, strategies as st
 
-from dumpfilter import _pyref_lzo, compress, lzo
+from dumpfilter import codecs as compress
+from dumpfilter.codecs import lzo
+from dumpfilter.testing import pyref_lzo as _pyref_lzo
 from dumpfilter._core import ffi, lib
 from dumpfilter.errors import CodecError, CorruptDumpError
 
@@ -223,7 +225,7 @@ def test_roundtrip_pages(page):
     assert lzo.decompress(c, PAGE) == page
     # the codec entry point dumpfilter's writers/readers use
     codec = compress.CODECS["lzo"]
-    assert compress.decompress_page(codec.flag, codec.compress(page), PAGE) == page
+    assert compress.decompress_page(codec.flag, lzo.compress(page), PAGE) == page
 
 
 @pytest.mark.parametrize("size", [0, 1, 2, 3, 4, 5, 17, 18, 19, 20, 21, 22, 238, 239, 240, 255,

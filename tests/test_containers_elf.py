@@ -70,8 +70,8 @@ def test_extended_numbering(tmp_path):
         f.write(head)
         f.write(bytes(n * ps))
     src = ElfSource(str(path))
-    assert len(src.segments) == n
-    assert src.segments[-1].paddr == (n - 1) * 2 * ps and src.segments[-1].filesz == ps
+    assert len(src.load_segments()) == n
+    assert src.load_segments()[-1].paddr == (n - 1) * 2 * ps and src.load_segments()[-1].filesz == ps
     src.close()
 
 

@@ -7,7 +7,7 @@ import pytest
 
 from dumpfilter.readers import open_dump
 from dumpfilter.readers.kdump import open_split
-from dumpfilter.writers.split import choose_ranges
+from dumpfilter.filter.split import choose_ranges
 from clitools import run_cli, set_pfns
 from oracles import (
     crash_sys_fields,

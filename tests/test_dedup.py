@@ -5,7 +5,7 @@ import re
 import pytest
 
 from dumpfilter.readers import open_dump
-from dumpfilter.synthetic import build_sample
+from dumpfilter.testing.synthetic import build_sample
 
 from clitools import page_sha1s, run_cli
 from oracles import libkdumpfile_digest, read_kdump_bitmap2, run_crash
@@ -27,7 +27,7 @@ def test_dedup_shares_blocks_and_reads_back(tmp_path):
     offs = descriptor_offsets(dedup)
     data_blocks = [o for _, o, s in offs]
     shared = len(data_blocks) - len(set(data_blocks))
-    m = re.search(r"Deduplicated\s+: 0x([0-9a-f]+) pages", r.stderr)
+    m = re.search(r"Deduplicated\s+: 0x([0-9a-f]+) pages", r.stdout)
     assert m and int(m.group(1), 16) > 0
     assert dedup.stat().st_size < plain.stat().st_size
     assert shared >= int(m.group(1), 16)
@@ -50,7 +50,7 @@ def test_dedup_refused_for_streams_and_elf(tmp_path):
 def test_dedup_on_real_capture(kdump_vmcore, debug_vmlinux, tmp_path):
     out = tmp_path / "d1.kdump"
     r = run_cli("-z", "-d", "1", "--dedup", "--message-level", "31", kdump_vmcore, out)
-    assert int(re.search(r"Deduplicated\s+: 0x([0-9a-f]+)", r.stderr).group(1), 16) > 1000
+    assert int(re.search(r"Deduplicated\s+: 0x([0-9a-f]+)", r.stdout).group(1), 16) > 1000
     pages = {p: h for p, h in libkdumpfile_digest(out).items() if h is not None}
     assert page_sha1s(str(kdump_vmcore), sorted(pages)) == pages
     text = run_crash(debug_vmlinux, [out], ["sys", "bt"])

@@ -48,20 +48,22 @@ def test_python_fallback_when_system_library_is_missing(kdump_vmcore, tmp_path, 
     pages: zlib bytes stay makedumpfile's, zstd pages decode the same."""
     import os
 
-    from dumpfilter import nativecodecs
-    from dumpfilter.filter import FilterOptions, filter_dump
-    from dumpfilter.writers.kdump import FileSink
+    from dumpfilter.codecs import native as nativecodecs
+    from dumpfilter.filter.job import FilterOptions, filter_kdump
+    from dumpfilter.writers.sink import FileSink
 
     outs = {}
     for native in (True, False):
         if not native:
-            monkeypatch.setattr(nativecodecs, "zlib_compressor", lambda level=1: None)
-            monkeypatch.setattr(nativecodecs, "zstd_compressor", lambda level=1: None)
+            monkeypatch.setattr(nativecodecs, "zlib_version", lambda: None)
+            monkeypatch.setattr(nativecodecs, "zstd_version", lambda: None)
         out = tmp_path / f"{codec}-{native}.kdump"
-        fd = os.open(out, os.O_RDWR | os.O_CREAT | os.O_EXCL, 0o644)
+        fd = os.open(out, os.O_RDWR | os.O_CREAT | os.O_EXCL, 0o600)
         with open_dump(str(kdump_vmcore)) as src:
-            filter_dump(src, FileSink(fd), FilterOptions(31, codec, threads=2))
+            stats = filter_kdump(src, FileSink(fd), FilterOptions(31, codec, threads=2))
         os.close(fd)
+        # The report says which encoder made the bytes.
+        assert ("not found" in stats.encoder) == (not native), stats.encoder
         outs[native] = out
     if codec == "zlib":
         assert outs[True].read_bytes() == outs[False].read_bytes()

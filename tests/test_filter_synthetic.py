@@ -5,9 +5,9 @@ non-extreme SPARSEMEM, newer kernels' page types (6.9 hugetlb, 6.10 slab,
 offline pages, QEMU's ELF quirks, and batch/cycle boundaries."""
 import pytest
 
-from dumpfilter.classify import CLASS_NAMES, Classifier
+from dumpfilter.filter.classify import CLASS_NAMES, Classifier
 from dumpfilter.readers import open_dump
-from dumpfilter.synthetic import ImageSpec, build_vmcore, expected_bitmap2, expected_counts
+from dumpfilter.testing.synthetic import ImageSpec, build_vmcore, expected_bitmap2, expected_counts
 from dumpfilter.vmcoreinfo import VmcoreInfo
 
 from clitools import run_cli
@@ -74,4 +74,4 @@ def test_cli_output_matches_truth(image, tmp_path):
             if expected[pfn >> 3] >> (pfn & 7) & 1:
                 assert src.read_phys(pfn * 4096, 4096) == info.page_bytes(pfn), pfn
     zero = expected_counts(info, 31)["zero"]
-    assert f"Pages filled with zero  : 0x{zero:016x}" in r.stderr
+    assert f"Pages filled with zero  : 0x{zero:016x}" in r.stdout

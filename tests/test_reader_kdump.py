@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from dumpfilter.bitmaps import ranges_to_bitmap
+from dumpfilter.formats.bitmap import ranges_to_bitmap
 from dumpfilter.errors import (
     CorruptDumpError,
     FaultError,
@@ -25,7 +25,8 @@ from dumpfilter.errors import (
     UnsupportedDumpError,
 )
 from dumpfilter.readers import open_dump
-from dumpfilter.readers.flattened import FlattenedFile, rebuild
+from dumpfilter.readers.flattened import FlattenedFile
+from dumpfilter.writers.rebuild import rebuild
 from dumpfilter.readers.kdump import KdumpSource, KdumpSplitSet
 
 PS = 4096
@@ -213,9 +214,9 @@ def test_all_zlib_pages_equal_elf_vmcore(mdf_d31_zlib, kdump_vmcore):
 @pytest.mark.slow
 def test_all_lzo_pages_equal_elf_vmcore(mdf_d31_lzo, kdump_vmcore):
     try:
-        import dumpfilter.lzo  # noqa: F401
+        import dumpfilter.codecs.lzo  # noqa: F401
     except Exception as e:  # being written elsewhere
-        pytest.skip(f"dumpfilter.lzo not usable yet: {e}")
+        pytest.skip(f"dumpfilter.codecs.lzo not usable yet: {e}")
     with KdumpSource(mdf_d31_lzo) as src:
         assert compare_with_elf(src, kdump_vmcore) == 21398
 

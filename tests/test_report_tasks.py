@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from dumpfilter.elfnotes import decode_prstatus_x86_64, prstatus_notes
+from dumpfilter.formats.elfnotes import decode_prstatus_x86_64, prstatus_notes
 from dumpfilter.report.tasks import TaskReader, state_letter
 
 

@@ -159,7 +159,7 @@ def test_cli_vmlinux_usage_errors(tmp_path):
 
 @pytest.fixture(scope="module")
 def synthetic_dump(tmp_path_factory):
-    from dumpfilter.synthetic.kernel import build_sample
+    from dumpfilter.testing.synthetic.kernel import build_sample
 
     path = tmp_path_factory.mktemp("syn") / "syn.vmcore"
     build_sample(str(path))

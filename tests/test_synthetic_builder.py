@@ -1,4 +1,4 @@
-"""Tests for dumpfilter.synthetic: the builder must produce what it claims.
+"""Tests for dumpfilter.testing.synthetic: the builder must produce what it claims.
 
 Independent oracles: drgn (page-table walks, 4/5-level, 2M/1G, KASLR) reading
 the files without vmlinux, makedumpfile 1.7.2 (page classification from struct
@@ -19,8 +19,8 @@ from pathlib import Path
 
 import pytest
 
-from dumpfilter.synthetic import CLASS_NAMES, ImageSpec, build_vmcore, expected_bitmap2, expected_counts
-from dumpfilter.synthetic import truth
+from dumpfilter.testing.synthetic import CLASS_NAMES, ImageSpec, build_vmcore, expected_bitmap2, expected_counts
+from dumpfilter.testing.synthetic import truth
 
 MIB = 1 << 20
 START_KERNEL_MAP = 0xFFFFFFFF80000000

@@ -29,12 +29,13 @@ def kernel_phys_base(info: VmcoreInfo, source: Optional[DumpSource] = None) -> i
     pb = info.number("phys_base")
     if pb is not None:
         return pb
-    for seg in getattr(source, "segments", ()):
+    if source is None:
+        return 0
+    for seg in source.load_segments():
         if seg.vaddr >= START_KERNEL_MAP:
             return seg.paddr - (seg.vaddr - START_KERNEL_MAP)
-    hdr = getattr(source, "header", None)
-    if hdr is not None and hdr.phys_base is not None:
-        return hdr.phys_base
+    if source.header.phys_base is not None:
+        return source.header.phys_base
     return 0
 
 

@@ -11,11 +11,11 @@ import os
 from typing import Union
 
 from dumpfilter.errors import NotAVmcoreError, UnsupportedDumpError
-from dumpfilter.readers.base import DumpHeaderInfo, DumpSource, PhysRange
+from dumpfilter.readers.base import DumpHeaderInfo, DumpSource, LoadSegment, PhysRange
 
 ELF_MAGIC = b"\x7fELF"
 
-__all__ = ["open_dump", "DumpSource", "DumpHeaderInfo", "PhysRange", "ELF_MAGIC"]
+__all__ = ["open_dump", "DumpSource", "DumpHeaderInfo", "LoadSegment", "PhysRange", "ELF_MAGIC"]
 
 
 def _head(path: str, size: int) -> bytes:
@@ -26,19 +26,10 @@ def _head(path: str, size: int) -> bytes:
         os.close(fd)
 
 
-def _open_elf(path: str) -> DumpSource:
-    try:
-        from dumpfilter.readers.elf import ElfSource
-    except ImportError as e:
-        raise UnsupportedDumpError(
-            f"{path}: ELF dumps cannot be read: no ELF reader ({e})"
-        ) from None
-    return ElfSource(path)
-
-
-def open_dump(path: Union[str, "os.PathLike[str]"]) -> DumpSource:
+def open_dump(path: Union[str, "os.PathLike[str]"], *, use_mmap: bool = True) -> DumpSource:
     """Open a dump of any supported format. Raises ``NotAVmcoreError`` for
-    an unknown file; OSError if it cannot be opened."""
+    an unknown file; OSError if it cannot be opened. ``use_mmap=False``
+    (``--non-mmap``) reads page contents with pread only."""
     from dumpfilter.readers.flattened import FlattenedFile, is_flattened
     from dumpfilter.readers.kdump import DISKDUMP_SIGNATURE, KDUMP_SIGNATURE, KdumpSource
 
@@ -65,5 +56,7 @@ def open_dump(path: Union[str, "os.PathLike[str]"]) -> DumpSource:
     if head[:8] in (KDUMP_SIGNATURE, DISKDUMP_SIGNATURE):
         return KdumpSource(path)
     if head[:4] == ELF_MAGIC:
-        return _open_elf(path)
+        from dumpfilter.readers.elf import ElfSource
+
+        return ElfSource(path, use_mmap=use_mmap)
     raise NotAVmcoreError(f"{path}: not a vmcore (no ELF, KDUMP or flattened signature)")

@@ -12,6 +12,7 @@ is called once per page on a hot path.
 from __future__ import annotations
 
 import abc
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Iterator, Optional, Sequence, Tuple
 
@@ -32,6 +33,18 @@ class PhysRange:
 
 
 @dataclass(frozen=True)
+class LoadSegment:
+    """One ELF PT_LOAD program header of the input (ELF sources only)."""
+
+    index: int
+    offset: int
+    vaddr: int
+    paddr: int
+    filesz: int
+    memsz: int
+
+
+@dataclass(frozen=True)
 class DumpHeaderInfo:
     """What a kdump-compressed source records about an earlier filtering;
     ELF sources report dump_level 0 and no codec."""
@@ -45,7 +58,12 @@ class DumpHeaderInfo:
 
 
 class DumpSource(abc.ABC):
-    """A readable dump. Subclasses: ``ElfSource``, ``KdumpSource``."""
+    """A readable dump. Subclasses: ``ElfSource``, ``KdumpSource``,
+    ``KdumpSplitSet``.
+
+    Everything a caller may ask of a source is declared here, with a
+    default where a format has nothing to say; callers never probe for
+    attributes."""
 
     #: Short name of the format ("elf", "kdump", "flattened kdump", ...).
     format_name: str = "?"
@@ -57,7 +75,21 @@ class DumpSource(abc.ABC):
     max_pfn: int
     #: Path the source was opened from (for messages).
     path: str
+    #: What an earlier filtering recorded (kdump inputs); neutral otherwise.
     header: DumpHeaderInfo = DumpHeaderInfo()
+    #: ELF ``e_machine`` of the dumped machine (62 x86_64, 183 aarch64), or
+    #: None when the format does not say.
+    e_machine: Optional[int] = None
+    #: ``struct new_utsname`` (6 x 65 bytes) as the format records it
+    #: (kdump header), or None.
+    utsname_raw: Optional[bytes] = None
+    #: ``window()`` may be called from several threads at once.
+    thread_safe_windows: bool = False
+
+    def load_segments(self) -> Sequence[LoadSegment]:
+        """The input's PT_LOAD program headers, in file order (ELF only;
+        other formats have none)."""
+        return ()
 
     @property
     @abc.abstractmethod
@@ -73,7 +105,7 @@ class DumpSource(abc.ABC):
         """Fill ``out`` (ceil(npages/8) bytes, LSB-first) with which pfns of
         ``[start_pfn, start_pfn+npages)`` have contents in the file. The
         default (ELF) is: every RAM pfn."""
-        from dumpfilter.bitmaps import ranges_to_bitmap
+        from dumpfilter.formats.bitmap import ranges_to_bitmap
 
         ranges_to_bitmap(self.ram_pfn_ranges(), start_pfn, npages, out)
 
@@ -102,6 +134,15 @@ class DumpSource(abc.ABC):
             yield pfn, n, view
             pfn += n
 
+    @contextmanager
+    def window(self, start_pfn: int, npages: int) -> Iterator[memoryview]:
+        """The contents of ``npages`` pages as one view, valid inside the
+        ``with`` block. The default reads them into a new buffer; formats
+        that can map the file do so (and say ``thread_safe_windows``)."""
+        buf = bytearray(npages * self.page_size)
+        self.read_pages(start_pfn, npages, memoryview(buf))
+        yield memoryview(buf)
+
     def read_phys(self, paddr: int, size: int) -> bytes:
         """Read ``size`` bytes of physical memory. Raises ``FaultError`` if
         any page touched is not RAM or not present in the file."""
@@ -112,7 +153,7 @@ class DumpSource(abc.ABC):
     def read_phys_into(self, paddr: int, out: memoryview) -> None:
         """Fill ``out`` from physical memory at ``paddr``, checking that
         every page touched is present (one bitmap query for the span)."""
-        from dumpfilter.bitmaps import count_bits
+        from dumpfilter.formats.bitmap import count_bits
 
         size = len(out)
         if size == 0:

@@ -17,8 +17,8 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Iterator, List, Sequence, Tuple
 
-from dumpfilter.bitmaps import merge_ranges
-from dumpfilter.elfformat import (
+from dumpfilter.formats.bitmap import merge_ranges
+from dumpfilter.formats.elf import (
     EHDR,
     ELFCLASS64,
     ELFDATA2LSB,
@@ -31,24 +31,12 @@ from dumpfilter.elfformat import (
     SH_INFO,
     SHDR,
 )
-from dumpfilter.elfnotes import find_vmcoreinfo
+from dumpfilter.formats.elfnotes import find_vmcoreinfo
 from dumpfilter.errors import CorruptDumpError, NotAVmcoreError, TruncatedDumpError
-from dumpfilter.readers.base import DumpSource, PhysRange
+from dumpfilter.readers.base import DumpSource, LoadSegment, PhysRange
 
 #: Largest mmap window handed out by page_windows (bytes).
 WINDOW_BYTES = 4 << 20
-
-
-@dataclass(frozen=True)
-class LoadSegment:
-    """One PT_LOAD program header."""
-
-    index: int
-    offset: int
-    vaddr: int
-    paddr: int
-    filesz: int
-    memsz: int
 
 
 @dataclass(frozen=True)
@@ -81,8 +69,10 @@ def _pieces(segments: Sequence[LoadSegment]) -> List[_Piece]:
 class ElfSource(DumpSource):
     format_name = "elf"
 
-    def __init__(self, path: str):
+    def __init__(self, path: str, use_mmap: bool = True):
         self.path = path
+        #: False: page contents are read with pread, never mapped.
+        self.use_mmap = use_mmap
         self._fd = os.open(path, os.O_RDONLY)
         try:
             self._parse()
@@ -148,7 +138,7 @@ class ElfSource(DumpSource):
         if not loads:
             raise NotAVmcoreError(f"{self.path}: ELF core without PT_LOAD segments")
         self.notes = b"".join(notes)
-        self.segments: Tuple[LoadSegment, ...] = tuple(loads)
+        self._segments: Tuple[LoadSegment, ...] = tuple(loads)
         self._pieces = _pieces(loads)
         self._starts = [p.start for p in self._pieces]
         vi = find_vmcoreinfo(self.notes)
@@ -175,6 +165,9 @@ class ElfSource(DumpSource):
 
     def ram_pfn_ranges(self) -> Sequence[Tuple[int, int]]:
         return self._ram
+
+    def load_segments(self) -> Sequence[LoadSegment]:
+        return self._segments
 
     def phys_ranges(self) -> List[PhysRange]:
         return [PhysRange(p.start, p.end, p.file_end) for p in self._pieces]
@@ -243,7 +236,14 @@ class ElfSource(DumpSource):
     @contextmanager
     def _mapped(self, offset: int, size: int) -> Iterator[memoryview]:
         """``size`` bytes of the file at ``offset``, mapped read-only for the
-        ``with`` block and unmapped after it (bounded resident memory)."""
+        ``with`` block and unmapped after it (bounded resident memory); read
+        with pread instead when mmap is off (``--non-mmap``)."""
+        if not self.use_mmap:
+            buf = bytearray(size)
+            if os.preadv(self._fd, [buf], offset) != size:
+                raise TruncatedDumpError(f"{self.path}: short read at offset {offset:#x}")
+            yield memoryview(buf)
+            return
         aligned = offset - offset % mmap.ALLOCATIONGRANULARITY
         m = mmap.mmap(self._fd, size + (offset - aligned), mmap.MAP_SHARED,
                       mmap.PROT_READ, offset=aligned)
@@ -257,7 +257,6 @@ class ElfSource(DumpSource):
             except BufferError:
                 pass  # a consumer still holds a view; GC unmaps it
 
-    #: ``window`` may be called from several threads at once.
     thread_safe_windows = True
 
     @contextmanager

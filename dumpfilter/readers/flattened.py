@@ -13,83 +13,25 @@ index of ``(logical offset, length, file offset)`` segments in compact arrays
 ``pread(offset, size)`` over the *logical* file: bytes never written read as
 zeros, like the holes of the file ``makedumpfile -R`` would produce.
 
-``rebuild`` is ``makedumpfile -R``: copy every record to its offset in a
-regular file and require the exact terminator.
+``dumpfilter.writers.rebuild`` is ``makedumpfile -R``.
 """
 from __future__ import annotations
 
 import os
 from array import array
 from bisect import bisect_right
-from typing import BinaryIO, Optional, Tuple, Union
+from typing import Union
 
-from dumpfilter.errors import CorruptDumpError, NotAVmcoreError, TruncatedDumpError
-from dumpfilter.kdumpformat import (
-    FLAT_END,
+from dumpfilter.errors import TruncatedDumpError
+from dumpfilter.formats.flattened import (
     FLAT_HEADER_SIZE,
     FLAT_RECORD,
-    FLAT_SIGNATURE,
-    FLAT_SIGNATURE_FIELD,
-    FLAT_TYPE,
-    FLAT_VERSION,
+    check_flat_header,
+    is_flattened,
+    record_header,
 )
 
-_MAX_OFFSET = 1 << 63
-_COPY_CHUNK = 1 << 20
-
-PathOrStream = Union[str, "os.PathLike[str]", BinaryIO]
-
-
-def is_flattened(head: bytes) -> bool:
-    """True if ``head`` (the first bytes of a file) carries the flattened
-    signature (``makedumpfile`` followed by a NUL, as crash compares it)."""
-    return head[: len(FLAT_SIGNATURE) + 1] == FLAT_SIGNATURE + b"\0"
-
-
-def check_flat_header(head: bytes, name: str) -> None:
-    """Validate the 4096-byte flattened start header; raise one clear error."""
-    if not is_flattened(head):
-        raise NotAVmcoreError(f"{name}: no 'makedumpfile' flattened signature")
-    if len(head) < FLAT_HEADER_SIZE:
-        raise TruncatedDumpError(
-            f"{name}: flattened header is {len(head)} bytes, expected {FLAT_HEADER_SIZE}"
-        )
-    ftype, fversion = FLAT_RECORD.unpack_from(head, FLAT_SIGNATURE_FIELD)
-    if ftype != FLAT_TYPE:
-        raise CorruptDumpError(f"{name}: flattened header type {ftype}, expected {FLAT_TYPE}")
-    if fversion != FLAT_VERSION:
-        raise CorruptDumpError(
-            f"{name}: flattened header version {fversion}, expected {FLAT_VERSION}"
-        )
-
-
-def _record_header(raw: bytes, name: str, pos: int) -> Optional[Tuple[int, int]]:
-    """``(offset, size)`` of the record header ``raw`` read at stream
-    position ``pos``; None for the end marker. Raises for a header cut short
-    or invalid."""
-    if len(raw) == 0:
-        raise TruncatedDumpError(
-            f"{name}: flattened stream ends at {pos} without the end marker (-1, -1)"
-        )
-    if len(raw) < FLAT_RECORD.size:
-        raise TruncatedDumpError(
-            f"{name}: flattened record header at {pos} cut short ({len(raw)} of"
-            f" {FLAT_RECORD.size} bytes)"
-        )
-    offset, size = FLAT_RECORD.unpack(raw)
-    if (offset, size) == FLAT_END:
-        return None
-    if offset < 0 or size < 0:
-        raise CorruptDumpError(
-            f"{name}: flattened record at file offset {pos} has offset {offset}, size {size}"
-            " (only the end marker (-1, -1) may be negative)"
-        )
-    if offset + size > _MAX_OFFSET:
-        raise CorruptDumpError(
-            f"{name}: flattened record at file offset {pos} ends at {offset + size},"
-            " beyond 2**63"
-        )
-    return offset, size
+__all__ = ["FlattenedFile", "is_flattened"]
 
 
 class FlattenedFile:
@@ -124,7 +66,7 @@ class FlattenedFile:
     def _scan(self) -> None:
         pos, fsize, name = FLAT_HEADER_SIZE, self.file_size, self.name
         while True:
-            record = _record_header(os.pread(self._fd, FLAT_RECORD.size, pos), name, pos)
+            record = record_header(os.pread(self._fd, FLAT_RECORD.size, pos), name, pos)
             if record is None:
                 return
             offset, size = record
@@ -223,58 +165,3 @@ class FlattenedFile:
 
     def __exit__(self, *exc) -> None:
         self.close()
-
-
-# --------------------------------------------------------------------- -R
-
-
-def _read_full(stream: BinaryIO, size: int) -> bytes:
-    parts = []
-    while size > 0:
-        chunk = stream.read(size)
-        if not chunk:
-            break
-        parts.append(chunk)
-        size -= len(chunk)
-    return b"".join(parts)
-
-
-def rebuild(stream_in: PathOrStream, out_path: Union[str, "os.PathLike[str]"]) -> int:
-    """``makedumpfile -R``: turn a flattened stream (a path or a binary
-    stream such as ``sys.stdin.buffer``) into a regular file at
-    ``out_path`` (created or truncated). Returns the size of the result."""
-    if isinstance(stream_in, (str, bytes, os.PathLike)):
-        with open(stream_in, "rb") as fh:
-            return rebuild(fh, out_path)
-    name = getattr(stream_in, "name", "<stream>")
-    name = name if isinstance(name, str) else "<stream>"
-    check_flat_header(_read_full(stream_in, FLAT_HEADER_SIZE), name)
-    pos = FLAT_HEADER_SIZE
-    fd = os.open(os.fspath(out_path), os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    try:
-        end = 0
-        while True:
-            record = _record_header(_read_full(stream_in, FLAT_RECORD.size), name, pos)
-            if record is None:
-                break
-            offset, size = record
-            pos += FLAT_RECORD.size
-            done = 0
-            while done < size:
-                chunk = _read_full(stream_in, min(_COPY_CHUNK, size - done))
-                if not chunk:
-                    raise TruncatedDumpError(
-                        f"{name}: flattened record for offset {offset} cut short"
-                        f" after {done} of {size} bytes"
-                    )
-                mv = memoryview(chunk)
-                while mv:
-                    w = os.pwrite(fd, mv, offset + done)
-                    mv = mv[w:]
-                    done += w
-            pos += size
-            end = max(end, offset + size)
-        os.ftruncate(fd, end)
-    finally:
-        os.close(fd)
-    return end

@@ -33,9 +33,10 @@ from collections import OrderedDict
 from dataclasses import dataclass
 from typing import Iterable, Iterator, List, Optional, Protocol, Sequence, Tuple, Union
 
-from dumpfilter.bitmaps import count_bits
-from dumpfilter.compress import codec_for_flag, decompress_page
-from dumpfilter.elfnotes import find_vmcoreinfo
+from dumpfilter.formats.bitmap import count_bits
+from dumpfilter.codecs import codec_for_flag, decompress_page
+from dumpfilter.formats.elf import E_MACHINES
+from dumpfilter.formats.elfnotes import find_vmcoreinfo
 from dumpfilter.errors import (
     CodecError,
     CorruptDumpError,
@@ -44,7 +45,7 @@ from dumpfilter.errors import (
     TruncatedDumpError,
     UnsupportedDumpError,
 )
-from dumpfilter.kdumpformat import (
+from dumpfilter.formats.kdump import (
     BLOCK_SIZE_OFFSET_32BIT,
     CODEC_FLAGS,
     DISK_HEADER,
@@ -79,7 +80,7 @@ _MAX_BLOB = 64 << 20  # notes / vmcoreinfo / eraseinfo larger than this are corr
 _VALID_PAGE_FLAGS = frozenset((0, FLAG_ZLIB, FLAG_LZO, FLAG_SNAPPY, FLAG_ZSTD))
 _CODEC_MODULES = {
     FLAG_ZLIB: "zlib",
-    FLAG_LZO: "dumpfilter.lzo",
+    FLAG_LZO: "dumpfilter.codecs.lzo",
     FLAG_SNAPPY: "cramjam",
     FLAG_ZSTD: "zstandard",
 }
@@ -263,7 +264,9 @@ class KdumpSource(DumpSource):
                 " kdump header"
             )
         v = DISK_HEADER.unpack(raw)
+        self.utsname_raw = v[2]
         uts = tuple(_cstr(v[2][i * 65 : (i + 1) * 65]) for i in range(6))
+        self.e_machine = E_MACHINES.get(uts[4])
         hdr = DiskDumpHeader(v[0], v[1], uts, *v[3:])  # type: ignore[arg-type]
         self.disk_header = hdr
         self.diskdump = sig == DISKDUMP_SIGNATURE
@@ -334,6 +337,9 @@ class KdumpSource(DumpSource):
             self.start_pfn, self.end_pfn = 0, max_mapnr
 
         self._build_prefix()
+        #: Set bits of the whole 2nd bitmap (a split piece reserves a
+        #: descriptor for each, whatever its own range).
+        self.dumpable_pages = self._prefix[-1]
         self._piece_base = self._count_below(self.start_pfn)
         self.num_descriptors = self._count_below(self.end_pfn) - self._piece_base
         entry = bs if self.diskdump else PAGE_DESC.size
@@ -741,6 +747,8 @@ class KdumpSplitSet(DumpSource):
         self.notes = first.notes
         self.disk_header = first.disk_header
         self.sub_header = first.sub_header
+        self.utsname_raw = first.utsname_raw
+        self.e_machine = first.e_machine
         h = first.header
         self.header = DumpHeaderInfo(
             dump_level=h.dump_level,

@@ -36,7 +36,7 @@ import struct
 from dataclasses import dataclass, field
 from typing import Dict, List, Optional
 
-from dumpfilter.elfnotes import X86_64_REGS, CpuRegisters, decode_prstatus_x86_64, prstatus_notes
+from dumpfilter.formats.elfnotes import X86_64_REGS, CpuRegisters, decode_prstatus_x86_64, prstatus_notes
 from dumpfilter.errors import DumpFilterError, FaultError
 
 #: x86_64 struct pt_regs: the first 21 words of user_regs_struct.

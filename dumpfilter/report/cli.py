@@ -32,8 +32,8 @@ import sys
 from typing import Dict, List, Optional
 
 from dumpfilter.errors import DumpFilterError, FaultError, UsageError
+from dumpfilter.exits import EXIT_FAILED as EXIT_FATAL, EXIT_OK, EXIT_PARTIAL  # noqa: F401 - re-exported
 
-EXIT_OK, EXIT_FATAL, EXIT_PARTIAL = 0, 1, 3
 PROG = "dumpfilter-report"
 SECTIONS = ("log", "ps", "bt", "mod", "regs")
 
@@ -59,6 +59,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--regs", action="store_true", help="per-CPU registers from NT_PRSTATUS")
     p.add_argument("--json", action="store_true", help="everything as one JSON document")
     p.add_argument("--utc", action="store_true", help="print DATE in UTC (default: local time)")
+    p.add_argument("-D", "--debug", action="store_true",
+                   help="show a traceback for internal errors")
     p.add_argument("dumpfiles", nargs="+", metavar="DUMPFILE")
     return p
 
@@ -107,7 +109,7 @@ def _filtered(ctx, errors: List[str]) -> Dict:
     (1st bitmap / PT_LOADs), present pfns from the 2nd bitmap; excluded
     pages per class by re-running the classifier at the header's level
     over the struct pages (which every level keeps)."""
-    from dumpfilter.bitmaps import ranges_to_bitmap
+    from dumpfilter.formats.bitmap import ranges_to_bitmap
 
     src = ctx.source
     h = src.header
@@ -139,19 +141,10 @@ def _filtered(ctx, errors: List[str]) -> Dict:
 
 
 def _class_counts(ctx, level: int, excluded: int):
-    from dumpfilter.bitmaps import ranges_to_bitmap
-    from dumpfilter.classify import CLASS_NAMES, Classifier
+    from dumpfilter.filter.classify import CLASS_NAMES, Classifier
 
-    src = ctx.source
-
-    class _AllRam:  # classify every RAM page, not just the ones still present
-        def __getattr__(self, name):
-            return getattr(src, name)
-
-        def present_bitmap(self, start, n, out):
-            ranges_to_bitmap(src.ram_pfn_ranges(), start, n, out)
-
-    c = Classifier(_AllRam(), ctx.info, level, mem=ctx.mem)
+    # Classify every RAM page, not just the ones still present.
+    c = Classifier(ctx.source, ctx.info, level, mem=ctx.mem, all_ram=True)
     for _ in c.cycles():
         pass
     if c.result.warnings:
@@ -351,7 +344,7 @@ def collect(ctx, paths: List[str], sections, vmlinux: Optional[str] = None,
             continue
         sec_errors = rep[name].get("errors") or []
         errors.extend(f"{name}: {e}" for e in sec_errors)
-    di = getattr(ctx, "debuginfo", None)
+    di = ctx.debuginfo
     if di is not None:
         rep["debuginfo"] = {"symbols": di["symbols"], "types": di["types"],
                             "notes": list(di["notes"])}
@@ -399,19 +392,11 @@ def run(argv: Optional[List[str]] = None, stdout=None) -> int:
 
 
 def main(argv: Optional[List[str]] = None) -> int:
-    try:
-        return run(argv)
-    except DumpFilterError as e:
-        sys.stderr.write(f"{PROG}: {e}\n")
-        return EXIT_FATAL
-    except OSError as e:
-        sys.stderr.write(f"{PROG}: {e.filename + ': ' if e.filename else ''}{e.strerror or e}\n")
-        return EXIT_FATAL
-    except KeyboardInterrupt:
-        sys.stderr.write(f"{PROG}: interrupted\n")
-        return 130
-    except BrokenPipeError:
-        return EXIT_OK
+    from dumpfilter.exits import run_main
+
+    argv = sys.argv[1:] if argv is None else argv
+    return run_main(PROG, lambda: run(argv), debug=lambda: "-D" in argv or "--debug" in argv,
+                    quiet_broken_pipe=True)
 
 
 if __name__ == "__main__":

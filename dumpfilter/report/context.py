@@ -30,17 +30,10 @@ from dumpfilter.vmcoreinfo import VmcoreInfo
 
 
 def open_source(path: str):
-    """Open any dump format: ``dumpfilter.readers.open_dump`` when the
-    package provides it, else the ELF reader."""
-    try:
-        from dumpfilter.readers import open_dump  # type: ignore[attr-defined]
-    except ImportError:
-        open_dump = None
-    if open_dump is not None:
-        return open_dump(path)
-    from dumpfilter.readers.elf import ElfSource
+    """Open any dump format."""
+    from dumpfilter.readers import open_dump
 
-    return ElfSource(path)
+    return open_dump(path)
 
 
 #: What every line that needs symbols or types says when the dump lacks them.
@@ -65,9 +58,12 @@ class ReportContext:
         if not self.info:
             raise VmcoreInfoError("the dump has no VMCOREINFO note")
         if mem is None:
-            from dumpfilter.memory.x86_64 import X86_64Memory
+            from dumpfilter.memory import kernel_memory
 
-            mem = X86_64Memory(source, self.info)
+            mem = kernel_memory(source, self.info)
+            if mem is None:
+                raise VmcoreInfoError("VMCOREINFO names no page-table root "
+                                      "(SYMBOL(init_top_pgt)): cannot read kernel memory")
         self.mem = mem
         self._kallsyms = None
         self._btf = None
@@ -84,9 +80,7 @@ class ReportContext:
         return cls(open_source(path), **kw)
 
     def close(self) -> None:
-        close = getattr(self.source, "close", None)
-        if close is not None:
-            close()
+        self.source.close()
         if self._own_vmlinux and self._vmlinux is not None:
             self._vmlinux.close()
 

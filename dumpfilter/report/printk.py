@@ -151,20 +151,36 @@ def _u(buf: bytes, off: int, size: int) -> int:
     return int.from_bytes(buf[off:off + size], "little")
 
 
-def read_printk(mem, info) -> PrintkLog:
+def read_printk(mem, info, partial: bool = False) -> PrintkLog:
     """Read the log through ``mem`` (``read(vaddr, n)``) per ``info``
-    (VmcoreInfo). Raises VmcoreInfoError if no known log format is
-    described, FaultError if the buffer is not in the dump."""
+    (VmcoreInfo). ``partial`` (``--partial-dmesg``): only the records
+    after the last ``dmesg -c`` (``clear_seq`` / ``clear_idx``; the whole
+    log when the kernel does not export them). Raises VmcoreInfoError if no
+    known log format is described, FaultError if the buffer is not in the
+    dump."""
     if info.symbol("prb") is not None:
-        return read_lockless(mem, info)
+        return read_lockless(mem, info, partial)
     if info.symbol("log_buf") is not None:
         if info.symbol("log_end") is not None:
             return read_legacy(mem, info)
-        return read_structured(mem, info)
+        return read_structured(mem, info, partial)
     raise VmcoreInfoError("VMCOREINFO describes no printk buffer (no SYMBOL(prb) or SYMBOL(log_buf))")
 
 
-def read_lockless(mem, info) -> PrintkLog:
+def _clear_seq(mem, info) -> Optional[int]:
+    """The sequence number ``dmesg -c`` last cleared to: ``clear_seq``, a
+    ``latched_seq`` since Linux 5.13 (the latch's low bit picks ``val[]``)."""
+    addr = info.symbol("clear_seq")
+    if addr is None:
+        return None
+    seq = _u(_read(mem, addr, 8, "clear_seq"), 0, 8)
+    if info.size("latched_seq") is not None:
+        val = addr + info.require_offset("latched_seq.val") + (seq & 1) * 8
+        seq = _u(_read(mem, val, 8, "clear_seq.val"), 0, 8)
+    return seq
+
+
+def read_lockless(mem, info, partial: bool = False) -> PrintkLog:
     off = info.require_offset
     size = info.require_size
     prb_ptr = _u(_read(mem, info.require_symbol("prb"), 8, "prb"), 0, 8)
@@ -244,6 +260,10 @@ def read_lockless(mem, info) -> PrintkLog:
         else:
             text = data[begin:begin + min(text_len, nxt - begin)]
         records.append(PrintkRecord(seq, ts, text, lvl_byte >> 5, fac, lvl_byte & 0x1F, caller))
+    if partial:
+        clear = _clear_seq(mem, info)
+        if clear is not None:
+            records = [r for r in records if r.seq >= clear]
     return PrintkLog("lockless", records, show_caller=False)
 
 
@@ -255,7 +275,7 @@ def _struct_name(info) -> str:
     raise VmcoreInfoError("VMCOREINFO lacks SIZE(printk_log) (or SIZE(log)) for the structured log")
 
 
-def read_structured(mem, info) -> PrintkLog:
+def read_structured(mem, info, partial: bool = False) -> PrintkLog:
     st = _struct_name(info)
     hdr = info.require_size(st)
     o_ts = info.require_offset(f"{st}.ts_nsec")
@@ -270,7 +290,10 @@ def read_structured(mem, info) -> PrintkLog:
     buf_len = struct.unpack("<i", _read(mem, info.require_symbol("log_buf_len"), 4, "log_buf_len"))[0]
     if not 0 < buf_len <= _MAX_RING_BYTES:
         raise CorruptDumpError(f"printk: log_buf_len = {buf_len}: implausible")
-    first = _u(_read(mem, info.require_symbol("log_first_idx"), 4, "log_first_idx"), 0, 4)
+    first_sym = "log_first_idx"
+    if partial and info.symbol("clear_idx") is not None:
+        first_sym = "clear_idx"
+    first = _u(_read(mem, info.require_symbol(first_sym), 4, first_sym), 0, 4)
     nxt = _u(_read(mem, info.require_symbol("log_next_idx"), 4, "log_next_idx"), 0, 4)
     buf = _read(mem, log_buf, buf_len, "log_buf")
 

@@ -286,7 +286,7 @@ def read_sysinfo(ctx, log=None, tasks=None, tz: Optional[str] = None) -> SysInfo
             s += f" [OFFLINE: {n - len(si.cpus_online)}]"
         si.values["CPUS"] = s
     except DumpFilterError as e:
-        from dumpfilter.elfnotes import prstatus_notes
+        from dumpfilter.formats.elfnotes import prstatus_notes
 
         try:
             si.values["CPUS"] = str(len(prstatus_notes(ctx.source.notes)))

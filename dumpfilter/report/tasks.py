@@ -357,7 +357,7 @@ class TaskReader:
     def _prstatus_pid(self, cpu: int) -> Optional[int]:
         """pr_pid of the note for ``cpu``: notes come in CPU order for the
         CPUs that saved state, so the k-th online CPU has note k."""
-        from dumpfilter.elfnotes import decode_prstatus_x86_64, prstatus_notes
+        from dumpfilter.formats.elfnotes import decode_prstatus_x86_64, prstatus_notes
 
         try:
             notes = prstatus_notes(self.ctx.source.notes)

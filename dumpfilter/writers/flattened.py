@@ -11,8 +11,8 @@ from __future__ import annotations
 
 import os
 
-from dumpfilter.kdumpformat import FLAT_END, FLAT_RECORD, flat_header
-from dumpfilter.writers.kdump import Sink
+from dumpfilter.formats.flattened import FLAT_END, FLAT_RECORD, flat_header
+from dumpfilter.writers.sink import Sink
 
 #: Largest payload of one record.
 MAX_RECORD = 1 << 20

@@ -6,67 +6,31 @@ equal block-aligned halves); one 24-byte descriptor per set bit of the 2nd
 bitmap, in pfn order; page data, appended in the same order (all zero
 pages share one block written first when dump level bit 1 is set).
 
-Writes go through a *sink* (``pwrite(data, offset)``), so the same writer
-produces a regular file or a flattened stream. The headers are written
-last: an interrupted run never leaves a file that looks complete.
+``KdumpWriter`` writes through a *sink* (``dumpfilter.writers.sink``), so
+the same writer produces a regular file or a flattened stream. It only
+writes: the filter job hands it the header fields, the bitmaps cycle by
+cycle and the encoded page windows. The order keeps a run cut short
+recognisable: headers marked INCOMPLETE first, page data before the
+descriptors that point at it, the final headers last.
 """
 from __future__ import annotations
 
-import errno
-import os
-from dataclasses import dataclass
-from typing import Optional
+from dataclasses import dataclass, replace
+from typing import Optional, Tuple
 
-from dumpfilter.elfnotes import find_vmcoreinfo, prstatus_notes
-from dumpfilter.kdumpformat import (  # noqa: F401 - PAGE_DESC is re-exported
+from dumpfilter._core import check, ffi, lib
+from dumpfilter.formats.elfnotes import find_vmcoreinfo, prstatus_notes
+from dumpfilter.formats.kdump import (
     DISK_HEADER,
+    FLAG_INCOMPLETE,
     HEADER_VERSION,
     KDUMP_SIGNATURE,
     PAGE_DESC,
     SUB_HEADER,
 )
+from dumpfilter.writers.sink import Sink
 
 UINT_MAX = 0xFFFFFFFF
-
-
-class Sink:
-    """Where output bytes go. ``pread`` is only needed for reading the
-    2nd bitmap back; sinks that cannot read return None."""
-
-    def pwrite(self, data, offset: int) -> None:  # pragma: no cover - interface
-        raise NotImplementedError
-
-    def pread(self, size: int, offset: int) -> Optional[bytes]:
-        return None
-
-    def flush(self) -> None:
-        pass
-
-
-class FileSink(Sink):
-    """A regular file opened by the caller. ``limit`` (bytes, -L) makes a
-    write past it fail as if the disk were full."""
-
-    def __init__(self, fd: int, limit: Optional[int] = None):
-        self.fd = fd
-        self.bytes_written = 0
-        self.limit = limit
-
-    def pwrite(self, data, offset: int) -> None:
-        view = memoryview(data)
-        if self.limit is not None and offset + len(view) > self.limit:
-            room = max(0, self.limit - offset)
-            if room:
-                self.pwrite(view[:room], offset)
-            raise OSError(errno.ENOSPC, f"output size limit of {self.limit} bytes (-L) reached")
-        while view:
-            n = os.pwrite(self.fd, view, offset)
-            view = view[n:]
-            offset += n
-            self.bytes_written += n
-
-    def pread(self, size: int, offset: int) -> Optional[bytes]:
-        return os.pread(self.fd, size, offset)
 
 
 @dataclass(frozen=True)
@@ -223,3 +187,105 @@ class PageStream:
             self.sink.pwrite(self._desc, self.desc_pos)
             self.desc_pos += len(self._desc)
             self._desc = bytearray()
+
+
+def pack_window(win, page_size: int, codec_flag: int, data_offset: int, zero_offset: int,
+                ref_offsets=None, data: Optional[bytes] = None) -> Tuple[bytes, int]:
+    """Descriptors (C) for one encoded window (``filter.encode.EncodedWindow``)
+    whose data starts at ``data_offset``; returns (packed descriptors,
+    descriptor count)."""
+    out = bytearray(PAGE_DESC.size * win.npages)
+    count = ffi.new("size_t *")
+    end = ffi.new("int64_t *")
+    check(lib.df_pack_descriptors(win.mask, win.zero if win.zero is not None else ffi.NULL,
+                                  win.npages, win.sizes,
+                                  ref_offsets if ref_offsets is not None else ffi.NULL,
+                                  page_size, codec_flag, data_offset, zero_offset,
+                                  ffi.from_buffer(out, require_writable=True), count, end),
+          "packing page descriptors")
+    stored = win.data if data is None else data
+    if end[0] - data_offset != len(stored):
+        raise AssertionError("page descriptors disagree with the data they describe")
+    return bytes(out[: PAGE_DESC.size * count[0]]), count[0]
+
+
+class KdumpWriter:
+    """One kdump-compressed file (or one ``--split`` piece) into ``sink``.
+
+    Call order: ``begin``; ``write_bitmaps`` for every cycle, then
+    ``end_bitmaps``; ``start_pages``; ``add_window`` for every encoded
+    window in pfn order; ``finish``."""
+
+    def __init__(self, sink: Sink, layout: KdumpLayout, fields: KdumpHeaderFields,
+                 codec_flag: int = 0):
+        self.sink = sink
+        self.layout = layout
+        self.fields = fields
+        self.codec_flag = codec_flag
+        self.stream: Optional[PageStream] = None
+        self.zero_offset = 0
+
+    def begin(self) -> None:
+        """Headers marked INCOMPLETE: a run cut short (no space left, -L)
+        leaves a file that says so."""
+        f = replace(self.fields, status=self.fields.status | FLAG_INCOMPLETE)
+        self.sink.pwrite(pack_headers(self.layout, f), 0)
+
+    def write_bitmaps(self, start_pfn: int, bitmap1, bitmap2) -> None:
+        """The bits of one cycle (``start_pfn`` a multiple of 8)."""
+        lay = self.layout
+        self.sink.pwrite(bitmap1, lay.bitmap1_offset + start_pfn // 8)
+        self.sink.pwrite(bitmap2, lay.bitmap2_offset + start_pfn // 8)
+
+    def end_bitmaps(self) -> None:
+        """Both bitmap halves are block-aligned: pad the 2nd to its full
+        size (only when the bitmap leaves a gap: one filling its blocks
+        exactly would lose its last byte)."""
+        lay = self.layout
+        pad_at = lay.bitmap2_offset + lay.bitmap_half_blocks * lay.block_size
+        if pad_at > lay.bitmap2_offset + (lay.max_mapnr + 7) // 8:
+            self.sink.pwrite(b"\0", pad_at - 1)
+
+    def start_pages(self, descriptors: int, zero_page: bool) -> None:
+        """Reserve ``descriptors`` page descriptors (a split piece: those
+        of the whole dump, as makedumpfile); with ``zero_page`` the shared
+        zero page is the first data block."""
+        lay = self.layout
+        self.stream = PageStream(self.sink, lay.desc_offset,
+                                 lay.desc_offset + PAGE_DESC.size * descriptors)
+        if zero_page:
+            self.zero_offset = self.stream.write_raw_data(bytes(lay.block_size))
+
+    @property
+    def next_data_offset(self) -> int:
+        return self.stream.next_data_offset
+
+    @property
+    def pages(self) -> int:
+        """Descriptors written so far."""
+        return self.stream.pages
+
+    def read_back(self, offset: int, size: int) -> bytes:
+        """Page data written earlier (``--dedup`` compares blocks)."""
+        return self.stream.read_back(offset, size)
+
+    def add_window(self, win, ref_offsets=None, data: Optional[bytes] = None) -> None:
+        """One encoded window; with ``ref_offsets``/``data`` (dedup) some
+        pages point at blocks written earlier and only ``data`` is new."""
+        desc, n = pack_window(win, self.layout.block_size, self.codec_flag,
+                              self.stream.next_data_offset, self.zero_offset, ref_offsets, data)
+        self.stream.add_descriptors(desc, win.data if data is None else data, n)
+
+    def finish(self, eraseinfo: bytes = b"") -> int:
+        """Flush, append ``eraseinfo`` (kept from a re-filtered input),
+        write the final headers. Returns the end of the data."""
+        stream = self.stream
+        stream.flush()
+        if eraseinfo:
+            self.fields.eraseinfo_offset = stream.data_pos
+            self.fields.eraseinfo_size = len(eraseinfo)
+            self.sink.pwrite(eraseinfo, stream.data_pos)
+        # Headers last: only a finished run has a valid signature.
+        self.sink.pwrite(pack_headers(self.layout, self.fields), 0)
+        self.sink.flush()
+        return stream.data_pos

@@ -1,6 +1,6 @@
-"""On-disk layout of makedumpfile's kdump-compressed format and of its
-flattened stream (makedumpfile-reference.md §1 and §2): the one description
-the readers and the writers share.
+"""On-disk layout of makedumpfile's kdump-compressed format
+(makedumpfile-reference.md §1): the one description the readers and the
+writers share. The flattened stream is in ``dumpfilter.formats.flattened``.
 
 Only the 64-bit little-endian layout (LP64, as on x86_64) is described.
 """
@@ -82,27 +82,3 @@ FLAG_INCOMPLETE = 0x08  # DUMP_DH_COMPRESSED_INCOMPLETE (status only)
 FLAG_EXCLUDED_VMEMMAP = 0x10  # DUMP_DH_EXCLUDED_VMEMMAP (status only)
 FLAG_ZSTD = 0x20  # DUMP_DH_COMPRESSED_ZSTD
 CODEC_FLAGS = FLAG_ZLIB | FLAG_LZO | FLAG_SNAPPY | FLAG_ZSTD
-
-# ---------------------------------------------------------------- flattened
-
-#: A flattened stream starts with a FLAT_HEADER_SIZE-byte header: the
-#: signature NUL-padded to FLAT_SIGNATURE_FIELD bytes, then ``type`` and
-#: ``version`` as one FLAT_RECORD (big-endian int64 pair).
-FLAT_SIGNATURE = b"makedumpfile"
-FLAT_SIGNATURE_FIELD = 16
-FLAT_HEADER_SIZE = 4096
-FLAT_TYPE = 1
-FLAT_VERSION = 1
-#: Each record: big-endian ``{int64 offset; int64 size}``, then ``size``
-#: bytes that belong at ``offset`` of the rebuilt file.
-FLAT_RECORD = struct.Struct(">qq")
-#: The record ``(offset, size)`` that ends the stream.
-FLAT_END = (-1, -1)
-
-
-def flat_header() -> bytes:
-    """The FLAT_HEADER_SIZE-byte start header of a flattened stream."""
-    head = bytearray(FLAT_HEADER_SIZE)
-    head[: len(FLAT_SIGNATURE)] = FLAT_SIGNATURE
-    FLAT_RECORD.pack_into(head, FLAT_SIGNATURE_FIELD, FLAT_TYPE, FLAT_VERSION)
-    return bytes(head)

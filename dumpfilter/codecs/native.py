@@ -1,57 +1,71 @@
-"""Page compression from C through the system's own zlib and zstd.
+"""The system compression libraries, handed to the C core.
 
-The C core never opens libraries; this module finds ``compress2`` (zlib,
-the library CPython's zlib module itself uses) and ``ZSTD_compressCCtx``
-(libzstd) with ctypes and hands their addresses to
-``df_compress_pages_fn``, so a whole window of pages is compressed in one
-C call with the GIL released — no Python per page. When a library cannot be
-found the encoder falls back to the Python codec modules (same format).
+The C core never opens libraries; this module finds ``compress2`` (zlib:
+the library CPython's own zlib module uses) and ``ZSTD_compressCCtx``
+(libzstd) with ctypes and describes them in a ``struct df_page_compressor``
+for ``df_compress_pages_fn``, so a whole window of pages is compressed in
+one C call with the GIL released.
+
+ctypes, not cffi's ABI mode: only symbol addresses and two small calls are
+needed, and parsing a cdef at start-up would cost more than the whole filter
+run on a small dump.
 """
 from __future__ import annotations
 
 import ctypes
-import ctypes.util
 import threading
 from typing import Optional
 
 from dumpfilter._core import ffi, lib
 
-# ctypes, not cffi's ABI mode: only symbol addresses and two small calls
-# are needed, and parsing a cdef at start-up would cost more than the
-# whole filter run on a small dump.
 _libs: dict = {}
 _lock = threading.Lock()
 
+#: sonames tried, in order (no ``find_library``: it runs ldconfig or a
+#: compiler, tens of milliseconds).
+SONAMES = {"z": ("libz.so.1",), "zstd": ("libzstd.so.1",)}
 
-def _load(name: str, sonames):
+
+def load(name: str):
+    """The ctypes handle of library ``name`` ("z", "zstd"), or None."""
     with _lock:
         if name not in _libs:
             handle = None
-            # The usual soname first: find_library() runs ldconfig or a
-            # compiler, which costs tens of milliseconds.
-            for soname in sonames:
+            for soname in SONAMES[name]:
                 try:
                     handle = ctypes.CDLL(soname)
                     break
                 except OSError:
                     continue
-            if handle is None:
-                found = ctypes.util.find_library(name)
-                if found:
-                    try:
-                        handle = ctypes.CDLL(found)
-                    except OSError:
-                        pass
             _libs[name] = handle
         return _libs[name]
 
 
 def _address(handle, symbol: str) -> int:
-    return ctypes.cast(getattr(handle, symbol), ctypes.c_void_p).value
+    return ctypes.cast(handle[symbol], ctypes.c_void_p).value
+
+
+def zlib_version() -> Optional[str]:
+    z = load("z")
+    if z is None:
+        return None
+    fn = z.zlibVersion
+    fn.restype = ctypes.c_char_p
+    return fn().decode()
+
+
+def zstd_version() -> Optional[str]:
+    z = load("zstd")
+    if z is None:
+        return None
+    fn = z.ZSTD_versionString
+    fn.restype = ctypes.c_char_p
+    return fn().decode()
 
 
 class NativeCompressor:
-    """One per thread (zstd contexts are not shared)."""
+    """A ``struct df_page_compressor``. zstd contexts are not shared:
+    one per thread."""
 
     def __init__(self, kind: int, level: int, fn_compress: int, fn_is_error: int = 0,
                  ctx: int = 0):
@@ -64,14 +78,14 @@ class NativeCompressor:
 
 
 def zlib_compressor(level: int = 1) -> Optional[NativeCompressor]:
-    z = _load("z", ["libz.so.1"])
+    z = load("z")
     if z is None:
         return None
     return NativeCompressor(lib.DF_PC_ZLIB, level, _address(z, "compress2"))
 
 
 def zstd_compressor(level: int = 1) -> Optional[NativeCompressor]:
-    z = _load("zstd", ["libzstd.so.1"])
+    z = load("zstd")
     if z is None:
         return None
     create = z.ZSTD_createCCtx

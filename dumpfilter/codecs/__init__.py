@@ -2,18 +2,21 @@
 snappy (-p), zstd (-z), or none. Each page is compressed on its own; a page
 whose compressed form is not smaller than the page is stored raw.
 
-The flag values are the format's (``DUMP_DH_COMPRESSED_*``, defined in
-``dumpfilter.kdumpformat``); they are the same numbers in the header
-``status`` and in each page descriptor.
+This module is the one registry: option letters, the format's flag values
+(``DUMP_DH_COMPRESSED_*``, defined in ``dumpfilter.formats.kdump``; the same
+numbers in the header ``status`` and in each page descriptor) and the
+decoders the readers use. Encoding (batches of pages, in C where a library
+allows) is ``dumpfilter.codecs.encoders``.
 """
 from __future__ import annotations
 
+import threading
 import zlib
 from dataclasses import dataclass
 from typing import Callable, Dict, Optional
 
 from dumpfilter.errors import CodecError
-from dumpfilter.kdumpformat import CODEC_FLAGS, FLAG_LZO, FLAG_SNAPPY, FLAG_ZLIB, FLAG_ZSTD
+from dumpfilter.formats.kdump import CODEC_FLAGS, FLAG_LZO, FLAG_SNAPPY, FLAG_ZLIB, FLAG_ZSTD
 
 
 @dataclass(frozen=True)
@@ -21,30 +24,20 @@ class Codec:
     name: str
     option: str  # makedumpfile's option letter
     flag: int
-    compress: Callable[[bytes], bytes]
     decompress: Callable[[bytes, int], bytes]  # (data, page_size) -> page
+    #: The Python module the decoder needs (readers check it once, so a
+    #: missing optional package is one clear message).
+    decoder_module: str
 
 
 def _zlib_decompress(data: bytes, size: int) -> bytes:
     return zlib.decompress(data, bufsize=size)
 
 
-def _lzo_compress(data: bytes) -> bytes:
-    from dumpfilter import lzo
-
-    return lzo.compress(data)
-
-
 def _lzo_decompress(data: bytes, size: int) -> bytes:
-    from dumpfilter import lzo
+    from dumpfilter.codecs import lzo
 
     return lzo.decompress(data, size)
-
-
-def _snappy_compress(data: bytes) -> bytes:
-    import cramjam
-
-    return bytes(cramjam.snappy.compress_raw(data))
 
 
 def _snappy_decompress(data: bytes, size: int) -> bytes:
@@ -53,35 +46,23 @@ def _snappy_decompress(data: bytes, size: int) -> bytes:
     return bytes(cramjam.snappy.decompress_raw(data))
 
 
-_zstd_cctx = None
-_zstd_dctx = None
-
-
-def _zstd_compress(data: bytes) -> bytes:
-    global _zstd_cctx
-    if _zstd_cctx is None:
-        import zstandard
-
-        # makedumpfile: ZSTD_compressCCtx(..., level 1); no checksum, the
-        # content size is written into the frame header.
-        _zstd_cctx = zstandard.ZstdCompressor(level=1)
-    return _zstd_cctx.compress(data)
+_tls = threading.local()
 
 
 def _zstd_decompress(data: bytes, size: int) -> bytes:
-    global _zstd_dctx
-    if _zstd_dctx is None:
+    dctx = getattr(_tls, "zstd", None)  # decompression contexts are per thread
+    if dctx is None:
         import zstandard
 
-        _zstd_dctx = zstandard.ZstdDecompressor()
-    return _zstd_dctx.decompress(data, max_output_size=size)
+        dctx = _tls.zstd = zstandard.ZstdDecompressor()
+    return dctx.decompress(data, max_output_size=size)
 
 
 CODECS: Dict[str, Codec] = {
-    "zlib": Codec("zlib", "-c", FLAG_ZLIB, lambda d: zlib.compress(d, 1), _zlib_decompress),
-    "lzo": Codec("lzo", "-l", FLAG_LZO, _lzo_compress, _lzo_decompress),
-    "snappy": Codec("snappy", "-p", FLAG_SNAPPY, _snappy_compress, _snappy_decompress),
-    "zstd": Codec("zstd", "-z", FLAG_ZSTD, _zstd_compress, _zstd_decompress),
+    "zlib": Codec("zlib", "-c", FLAG_ZLIB, _zlib_decompress, "zlib"),
+    "lzo": Codec("lzo", "-l", FLAG_LZO, _lzo_decompress, "dumpfilter.codecs.lzo"),
+    "snappy": Codec("snappy", "-p", FLAG_SNAPPY, _snappy_decompress, "cramjam"),
+    "zstd": Codec("zstd", "-z", FLAG_ZSTD, _zstd_decompress, "zstandard"),
 }
 _BY_FLAG = {c.flag: c for c in CODECS.values()}
 

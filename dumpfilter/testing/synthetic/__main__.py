@@ -1,4 +1,4 @@
-"""``python -m dumpfilter.synthetic OUT.vmcore [--profile 6.1] [--seed N] [--mem-mib 64]``
+"""``python -m dumpfilter.testing.synthetic OUT.vmcore [--profile 6.1] [--seed N] [--mem-mib 64]``
 
 Writes a synthetic x86_64 vmcore and prints what it contains.
 """
@@ -14,7 +14,7 @@ from .elfcore import file_size_on_disk
 
 
 def main(argv=None) -> int:
-    ap = argparse.ArgumentParser(prog="python -m dumpfilter.synthetic",
+    ap = argparse.ArgumentParser(prog="python -m dumpfilter.testing.synthetic",
                                  description="Write a synthetic x86_64 kdump vmcore with a known truth table.")
     ap.add_argument("out", help="output vmcore path")
     ap.add_argument("--profile", default="6.1", choices=sorted(PROFILES))

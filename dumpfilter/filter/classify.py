@@ -9,14 +9,14 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass, field
-from typing import Iterator, List, Optional
+from typing import Iterator, List
 
 from dumpfilter._core import check, ffi, lib
-from dumpfilter.bitmaps import ranges_to_bitmap
-from dumpfilter.errors import FaultError
-from dumpfilter.layout import build_page_layout, needs_struct_page_scan
+from dumpfilter.formats.bitmap import ranges_to_bitmap
+from dumpfilter.errors import FaultError, VmcoreInfoError
+from dumpfilter.filter.layout import build_page_layout, needs_struct_page_scan
 from dumpfilter.memory.sparsemem import MemMapRange, mem_map_ranges, read_struct_pages
-from dumpfilter.memory.x86_64 import X86_64Memory
+from dumpfilter.memory import kernel_memory
 from dumpfilter.readers.base import DumpSource
 from dumpfilter.vmcoreinfo import VmcoreInfo
 
@@ -56,7 +56,9 @@ class Classifier:
     """Cycle-by-cycle classification of one dump at one dump level."""
 
     def __init__(self, source: DumpSource, info: VmcoreInfo, dump_level: int,
-                 mem: Optional[X86_64Memory] = None, cycle_pfns: int = CYCLE_PFNS):
+                 mem=None, cycle_pfns: int = CYCLE_PFNS, all_ram: bool = False):
+        """``all_ram``: classify every RAM pfn, also those the input no
+        longer holds (the report re-derives what an earlier run excluded)."""
         if cycle_pfns % 8:
             raise ValueError("cycle size must be a multiple of 8 pfns")
         self.source = source
@@ -64,6 +66,7 @@ class Classifier:
         self.dump_level = dump_level
         self.cycle_pfns = cycle_pfns
         self.max_pfn = source.max_pfn
+        self.all_ram = all_ram
         self.result = ScanResult()
         self._ram = source.ram_pfn_ranges()
         self._scan = bool(info) and needs_struct_page_scan(info, dump_level)
@@ -73,7 +76,10 @@ class Classifier:
             self._layout = build_page_layout(info)
             self._sizeof_page = self._layout.sizeof_page
             if self._mem is None:
-                self._mem = X86_64Memory(source, info)
+                self._mem = kernel_memory(source, info)
+                if self._mem is None:
+                    raise VmcoreInfoError("VMCOREINFO names no page-table root "
+                                          "(SYMBOL(init_top_pgt)): cannot read struct pages")
             self._mm = mem_map_ranges(self._mem, info, self.max_pfn)
             self._buf = bytearray((BATCH_PFNS + 1) * self._sizeof_page)
         self._carry = ffi.new("struct df_classify_carry *")
@@ -85,7 +91,10 @@ class Classifier:
             b1 = bytearray((n + 7) // 8)
             ranges_to_bitmap(self._ram, start, n, b1)
             b2 = bytearray(len(b1))
-            self.source.present_bitmap(start, n, b2)
+            if self.all_ram:
+                b2[:] = b1
+            else:
+                self.source.present_bitmap(start, n, b2)
             if b2 != b1:  # re-filtering: only pages the input still holds
                 both = int.from_bytes(b1, "little") & int.from_bytes(b2, "little")
                 b2 = bytearray(both.to_bytes(len(b1), "little"))

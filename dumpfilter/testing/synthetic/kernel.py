@@ -8,14 +8,14 @@ SPARSEMEM ``mem_section`` table and the vmemmap backing, places a workload of
 page kinds (kernel, slab, page tables, anonymous, page cache with/without
 PG_private, shmem, swap cache, buddy blocks, hugetlb/THP/large folios,
 hwpoison, offline, unaccepted), writes a struct page for every pfn of every
-present section in the chosen :mod:`profile <dumpfilter.synthetic.profiles>`
+present section in the chosen :mod:`profile <dumpfilter.testing.synthetic.profiles>`
 layout, fills page contents (zero, text, random, small ints, repeated
 structs) and writes an ELF core with NT_PRSTATUS + VMCOREINFO notes.
 
 Everything is derived from ``random.Random(seed)``: the same spec gives the same
 file byte for byte.  The returned :class:`ImageInfo` holds the truth table
 (per-pfn class, zero content, present in dump) and the addresses the builder
-used, for tests and for :func:`~dumpfilter.synthetic.truth.expected_bitmap2`.
+used, for tests and for :func:`~dumpfilter.testing.synthetic.truth.expected_bitmap2`.
 """
 
 from __future__ import annotations

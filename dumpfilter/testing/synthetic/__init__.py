@@ -3,7 +3,7 @@
 Pure Python, no dependency on the rest of dumpfilter, deterministic for a given
 seed.  Typical use::
 
-    from dumpfilter.synthetic import build_vmcore, ImageSpec, expected_bitmap2
+    from dumpfilter.testing.synthetic import build_vmcore, ImageSpec, expected_bitmap2
 
     info = build_vmcore("/tmp/x.vmcore", ImageSpec(profile="6.1", mem_mib=64, seed=1))
     info.vmcoreinfo                    # the VMCOREINFO note text

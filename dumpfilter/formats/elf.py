@@ -1,5 +1,5 @@
 """ELF64 little-endian core-file layout shared by the ELF reader and the
-``-E`` writer (notes are in ``dumpfilter.elfnotes``)."""
+``-E`` writer (notes are in ``dumpfilter.formats.elfnotes``)."""
 from __future__ import annotations
 
 import struct
@@ -13,6 +13,9 @@ EV_CURRENT = 1
 
 ET_CORE = 4
 EM_X86_64 = 62
+EM_AARCH64 = 183
+#: utsname ``machine`` -> e_machine, for formats that record only the former.
+E_MACHINES = {"x86_64": EM_X86_64, "aarch64": EM_AARCH64}
 PT_LOAD = 1
 PT_NOTE = 4
 #: e_phnum value meaning "the real count is in section 0's sh_info".

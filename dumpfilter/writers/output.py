@@ -1,0 +1,106 @@
+"""Output files: created private, never clobbering what we did not make.
+
+A dump is the crashed kernel's memory — passwords, keys, other users'
+data — so every file dumpfilter writes is created ``0600`` from the start
+(``O_CREAT | O_EXCL``, no chmod afterwards), as makedumpfile does.
+
+``-f`` replaces an existing *regular* file: it is unlinked and a new one is
+created (so the new file is ``0600`` whatever the old one's mode). An
+output that is one of the inputs (same device and inode, through hard or
+symbolic links) or that is not a regular file (a device node, a FIFO, a
+directory) is refused with or without ``-f``. On failure only the file
+this run created is removed, after checking that the path still names it.
+"""
+from __future__ import annotations
+
+import os
+import stat
+from typing import Iterable, Optional, Tuple
+
+from dumpfilter.errors import OutputExistsError, UsageError
+
+MODE = 0o600
+
+
+def _identity(path: str) -> Optional[Tuple[int, int]]:
+    try:
+        st = os.stat(path)
+    except OSError:
+        return None
+    return st.st_dev, st.st_ino
+
+
+def check_output_path(path: str, force: bool, inputs: Iterable[str] = ()) -> None:
+    """Refuse ``path`` if it is an input, not a regular file, or exists
+    without ``force``. Nothing is changed."""
+    try:
+        st = os.stat(path)
+    except FileNotFoundError:
+        st = None
+    except OSError as e:
+        raise UsageError(f"{path}: {e.strerror}") from None
+    if st is not None:
+        ident = (st.st_dev, st.st_ino)
+        for src in inputs:
+            if _identity(src) == ident:
+                raise UsageError(f"{path} is the input {src}; refusing to overwrite it")
+        if not stat.S_ISREG(st.st_mode):
+            raise UsageError(f"{path} exists and is not a regular file; refusing to overwrite it")
+        if not force:
+            raise OutputExistsError(f"{path} already exists; use -f to overwrite it")
+    elif os.path.islink(path) and not force:
+        raise OutputExistsError(f"{path} already exists (a dangling symbolic link); "
+                                "use -f to overwrite it")
+
+
+class OutputFile:
+    """A new regular file at ``path``, mode 0600, open read-write.
+
+    Use as a context manager: leaving the block with an exception removes
+    the file unless ``keep()`` was called."""
+
+    def __init__(self, path: str, force: bool = False, inputs: Iterable[str] = ()):
+        self.path = os.fspath(path)
+        check_output_path(self.path, force, inputs)
+        if force and os.path.lexists(self.path):
+            os.unlink(self.path)
+        flags = os.O_RDWR | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC
+        try:
+            self.fd = os.open(self.path, flags, MODE)
+        except FileExistsError:  # appeared since the check
+            raise OutputExistsError(f"{self.path} already exists; use -f to overwrite it") from None
+        st = os.fstat(self.fd)
+        self._ident = (st.st_dev, st.st_ino)
+        self.kept = False
+
+    def keep(self) -> None:
+        """The run succeeded (or left a dump marked incomplete): keep it."""
+        self.kept = True
+
+    def close(self) -> None:
+        if self.fd >= 0:
+            os.close(self.fd)
+            self.fd = -1
+
+    def discard(self) -> None:
+        """Close and remove the file, if the path still names the file
+        this run created."""
+        self.close()
+        try:
+            st = os.lstat(self.path)
+        except OSError:
+            return
+        if stat.S_ISREG(st.st_mode) and (st.st_dev, st.st_ino) == self._ident:
+            try:
+                os.unlink(self.path)
+            except OSError:
+                pass
+
+    def __enter__(self) -> "OutputFile":
+        return self
+
+    def __exit__(self, exc_type, exc, tb) -> None:
+        if exc_type is not None and not self.kept:
+            self.discard()
+        else:
+            self.close()
