@@ -6,7 +6,7 @@ import shutil
 import pytest
 
 from dumpfilter.readers import open_dump
-from dumpfilter.readers.kdump import open_split
+from dumpfilter.readers.splitset import open_split
 from dumpfilter.filter.split import choose_ranges
 from clitools import run_cli, set_pfns
 from oracles import (

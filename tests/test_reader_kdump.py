@@ -27,7 +27,8 @@ from dumpfilter.errors import (
 from dumpfilter.readers import open_dump
 from dumpfilter.readers.flattened import FlattenedFile
 from dumpfilter.writers.rebuild import rebuild
-from dumpfilter.readers.kdump import KdumpSource, KdumpSplitSet
+from dumpfilter.readers.kdump import KdumpSource
+from dumpfilter.readers.splitset import KdumpSplitSet
 
 PS = 4096
 

@@ -7,6 +7,8 @@ Only the 64-bit little-endian layout (LP64, as on x86_64) is described.
 from __future__ import annotations
 
 import struct
+from dataclasses import dataclass
+from typing import Tuple
 
 # --------------------------------------------------------- kdump-compressed
 
@@ -82,3 +84,68 @@ FLAG_INCOMPLETE = 0x08  # DUMP_DH_COMPRESSED_INCOMPLETE (status only)
 FLAG_EXCLUDED_VMEMMAP = 0x10  # DUMP_DH_EXCLUDED_VMEMMAP (status only)
 FLAG_ZSTD = 0x20  # DUMP_DH_COMPRESSED_ZSTD
 CODEC_FLAGS = FLAG_ZLIB | FLAG_LZO | FLAG_SNAPPY | FLAG_ZSTD
+
+
+def cstr(raw: bytes) -> str:
+    return raw.split(b"\0", 1)[0].decode("utf-8", "replace")
+
+
+@dataclass(frozen=True)
+class DiskDumpHeader:
+    """``struct disk_dump_header`` as stored (block 0)."""
+
+    signature: bytes
+    header_version: int
+    #: sysname, nodename, release, version, machine, domainname
+    utsname: Tuple[str, str, str, str, str, str]
+    timestamp_sec: int
+    timestamp_usec: int
+    status: int
+    block_size: int
+    sub_hdr_size: int
+    bitmap_blocks: int
+    max_mapnr: int  # the 32-bit field; see KdumpSource.max_pfn
+    total_ram_blocks: int
+    device_blocks: int
+    written_blocks: int
+    current_cpu: int
+    nr_cpus: int
+
+    @property
+    def sysname(self) -> str:
+        return self.utsname[0]
+
+    @property
+    def release(self) -> str:
+        return self.utsname[2]
+
+    @property
+    def machine(self) -> str:
+        return self.utsname[4]
+
+
+@dataclass(frozen=True)
+class KdumpSubHeader:
+    """``struct kdump_sub_header`` (block 1), fields in ``SUB_HEADER_FIELDS``
+    order. Fields the header version does not define are 0; ``phys_base``
+    is the raw unsigned value."""
+
+    phys_base: int = 0
+    dump_level: int = 0
+    split: int = 0
+    start_pfn: int = 0
+    end_pfn: int = 0
+    offset_vmcoreinfo: int = 0
+    size_vmcoreinfo: int = 0
+    offset_note: int = 0
+    size_note: int = 0
+    offset_eraseinfo: int = 0
+    size_eraseinfo: int = 0
+    start_pfn_64: int = 0
+    end_pfn_64: int = 0
+    max_mapnr_64: int = 0
+
+
+def parse_sub_header(raw: bytes, version: int) -> KdumpSubHeader:
+    v = SUB_HEADER.unpack(raw)
+    return KdumpSubHeader(*(x if version >= v0 else 0 for x, v0 in zip(v, SUB_HEADER_SINCE)))

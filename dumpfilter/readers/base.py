@@ -183,3 +183,9 @@ class DumpSource(abc.ABC):
 
     def __exit__(self, *exc) -> None:
         self.close()
+
+
+def byte_view(buf) -> memoryview:
+    """``buf`` as a flat memoryview of bytes."""
+    mv = memoryview(buf)
+    return mv if mv.format == "B" and mv.ndim == 1 else mv.cast("B")

@@ -17,8 +17,10 @@ per 32768-pfn section (like crash's ``valid_pages[]``) plus one C popcount.
 Pages are read in batches: one read for the batch's descriptors, one read per
 coalesced run of page data.
 
-All file access goes through a tiny "pread" interface (``PlainFile`` here,
-``FlattenedFile`` for flattened streams), so both work the same way.
+All file access goes through a tiny "pread" interface
+(``dumpfilter.readers.files``: ``PlainFile``, or ``FlattenedFile`` for
+flattened streams), so both work the same way. A ``--split`` set is read as
+one dump by ``dumpfilter.readers.splitset``.
 """
 from __future__ import annotations
 
@@ -30,8 +32,7 @@ import struct
 from array import array
 from bisect import bisect_right
 from collections import OrderedDict
-from dataclasses import dataclass
-from typing import Iterable, Iterator, List, Optional, Protocol, Sequence, Tuple, Union
+from typing import Iterator, List, Optional, Sequence, Tuple, Union
 
 from dumpfilter.formats.bitmap import count_bits
 from dumpfilter.codecs import codec_for_flag, decompress_page
@@ -46,6 +47,10 @@ from dumpfilter.errors import (
     UnsupportedDumpError,
 )
 from dumpfilter.formats.kdump import (
+    DiskDumpHeader,
+    KdumpSubHeader,
+    cstr,
+    parse_sub_header,
     BLOCK_SIZE_OFFSET_32BIT,
     CODEC_FLAGS,
     DISK_HEADER,
@@ -61,10 +66,10 @@ from dumpfilter.formats.kdump import (
     KDUMP_SIGNATURE,
     PAGE_DESC,
     SUB_HEADER,
-    SUB_HEADER_SINCE,
 )
-from dumpfilter.readers.base import DumpHeaderInfo, DumpSource
-from dumpfilter.readers.flattened import FlattenedFile, is_flattened
+from dumpfilter.readers.base import DumpHeaderInfo, DumpSource, byte_view
+from dumpfilter.readers.files import Preadable, open_preadable
+from dumpfilter.readers.flattened import FlattenedFile
 from dumpfilter.vmcoreinfo import VmcoreInfo
 
 MIN_BLOCK_SIZE = 4096
@@ -88,136 +93,8 @@ _BITPOS = [tuple(i for i in range(8) if b >> i & 1) for b in range(256)]
 _UNIFORM = re.compile(rb"\x00+|\xff+")
 
 
-class Preadable(Protocol):
-    """What the reader needs from its input: positional reads of the
-    (logical) file. ``pread`` returns fewer bytes only at the end."""
-
-    name: str
-    size: int
-
-    def pread(self, offset: int, size: int) -> bytes: ...
-
-    def close(self) -> None: ...
-
-
-class PlainFile:
-    """A regular file behind the ``Preadable`` interface."""
-
-    def __init__(self, path: Union[str, "os.PathLike[str]"]):
-        self.name = os.fspath(path)
-        self._fd = os.open(self.name, os.O_RDONLY)
-        self.size = os.fstat(self._fd).st_size
-
-    def pread(self, offset: int, size: int) -> bytes:
-        size = min(size, self.size - offset)  # also keeps offset + size < 2**63
-        if size <= 0 or offset < 0:
-            return b""
-        data = os.pread(self._fd, size, offset)
-        if len(data) == size or not data:
-            return data
-        parts = [data]  # a short read before EOF: keep going
-        got = len(data)
-        while got < size:
-            more = os.pread(self._fd, size - got, offset + got)
-            if not more:
-                break
-            parts.append(more)
-            got += len(more)
-        return b"".join(parts)
-
-    def close(self) -> None:
-        if self._fd >= 0:
-            os.close(self._fd)
-            self._fd = -1
-
-
-def open_preadable(path: Union[str, "os.PathLike[str]"]) -> Preadable:
-    """A ``FlattenedFile`` if ``path`` is a flattened stream, else a
-    ``PlainFile``."""
-    f = PlainFile(path)
-    try:
-        flat = is_flattened(f.pread(0, 16))
-    except BaseException:
-        f.close()
-        raise
-    if not flat:
-        return f
-    f.close()
-    return FlattenedFile(path)
-
-
-def _cstr(raw: bytes) -> str:
-    return raw.split(b"\0", 1)[0].decode("utf-8", "replace")
-
-
-@dataclass(frozen=True)
-class DiskDumpHeader:
-    """``struct disk_dump_header`` as stored (block 0)."""
-
-    signature: bytes
-    header_version: int
-    #: sysname, nodename, release, version, machine, domainname
-    utsname: Tuple[str, str, str, str, str, str]
-    timestamp_sec: int
-    timestamp_usec: int
-    status: int
-    block_size: int
-    sub_hdr_size: int
-    bitmap_blocks: int
-    max_mapnr: int  # the 32-bit field; see KdumpSource.max_pfn
-    total_ram_blocks: int
-    device_blocks: int
-    written_blocks: int
-    current_cpu: int
-    nr_cpus: int
-
-    @property
-    def sysname(self) -> str:
-        return self.utsname[0]
-
-    @property
-    def release(self) -> str:
-        return self.utsname[2]
-
-    @property
-    def machine(self) -> str:
-        return self.utsname[4]
-
-
-@dataclass(frozen=True)
-class KdumpSubHeader:
-    """``struct kdump_sub_header`` (block 1), fields in ``SUB_HEADER_FIELDS``
-    order. Fields the header version does not define are 0; ``phys_base``
-    is the raw unsigned value."""
-
-    phys_base: int = 0
-    dump_level: int = 0
-    split: int = 0
-    start_pfn: int = 0
-    end_pfn: int = 0
-    offset_vmcoreinfo: int = 0
-    size_vmcoreinfo: int = 0
-    offset_note: int = 0
-    size_note: int = 0
-    offset_eraseinfo: int = 0
-    size_eraseinfo: int = 0
-    start_pfn_64: int = 0
-    end_pfn_64: int = 0
-    max_mapnr_64: int = 0
-
-
-def _parse_sub_header(raw: bytes, version: int) -> KdumpSubHeader:
-    v = SUB_HEADER.unpack(raw)
-    return KdumpSubHeader(*(x if version >= v0 else 0 for x, v0 in zip(v, SUB_HEADER_SINCE)))
-
-
 def _signed64(v: int) -> int:
     return v - (1 << 64) if v >= 1 << 63 else v
-
-
-def _byte_view(buf) -> memoryview:
-    mv = memoryview(buf)
-    return mv if mv.format == "B" and mv.ndim == 1 else mv.cast("B")
 
 
 def _is_block_size(v: int) -> bool:
@@ -265,7 +142,7 @@ class KdumpSource(DumpSource):
             )
         v = DISK_HEADER.unpack(raw)
         self.utsname_raw = v[2]
-        uts = tuple(_cstr(v[2][i * 65 : (i + 1) * 65]) for i in range(6))
+        uts = tuple(cstr(v[2][i * 65 : (i + 1) * 65]) for i in range(6))
         self.e_machine = E_MACHINES.get(uts[4])
         hdr = DiskDumpHeader(v[0], v[1], uts, *v[3:])  # type: ignore[arg-type]
         self.disk_header = hdr
@@ -290,7 +167,7 @@ class KdumpSource(DumpSource):
             raw_sub = f.pread(bs, SUB_HEADER.size)
             if len(raw_sub) < SUB_HEADER.size:
                 raise TruncatedDumpError(f"{name}: file ends inside the kdump sub header")
-            sub = _parse_sub_header(raw_sub, version)
+            sub = parse_sub_header(raw_sub, version)
         self.sub_header = sub
         if hdr.sub_hdr_size < 0:
             raise CorruptDumpError(f"{name}: negative sub_hdr_size {hdr.sub_hdr_size}")
@@ -592,7 +469,7 @@ class KdumpSource(DumpSource):
 
     def read_pages(self, start_pfn: int, npages: int, out: memoryview) -> None:
         ps = self.page_size
-        mv = _byte_view(out)
+        mv = byte_view(out)
         if mv.nbytes < npages * ps:
             raise ValueError(f"read_pages: buffer of {mv.nbytes} bytes for {npages} pages")
         pos = 0
@@ -702,104 +579,3 @@ class KdumpSource(DumpSource):
             f"<KdumpSource {self.path!r} {self.format_name} v{self.disk_header.header_version}"
             f" pfns [{self.start_pfn:#x}, {self.end_pfn:#x}) {self.num_descriptors} pages>"
         )
-
-
-class KdumpSplitSet(DumpSource):
-    """The pieces of a ``makedumpfile --split`` dump read as one dump: each
-    piece holds the pages of its ``[start_pfn, end_pfn)``; reads are routed
-    by pfn (pfns no piece covers are absent). Header, notes and RAM map come
-    from the first piece (``incomplete`` if any piece is)."""
-
-    format_name = "split kdump"
-
-    def __init__(self, pieces: Iterable[Union[str, "os.PathLike[str]", KdumpSource]]):
-        opened: List[KdumpSource] = []
-        try:
-            for p in pieces:
-                opened.append(p if isinstance(p, KdumpSource) else KdumpSource(p))
-            if not opened:
-                raise CorruptDumpError("split dump: no pieces given")
-            for p in opened:
-                if not p.split:
-                    raise CorruptDumpError(f"{p.path}: not a split dump piece (split = 0)")
-            opened.sort(key=lambda p: (p.start_pfn, p.end_pfn))
-            first = opened[0]
-            for p in opened[1:]:
-                if p.page_size != first.page_size or p.max_pfn != first.max_pfn:
-                    raise CorruptDumpError(
-                        f"{p.path}: block_size/max_mapnr ({p.page_size}, {p.max_pfn}) differ"
-                        f" from {first.path} ({first.page_size}, {first.max_pfn})"
-                    )
-            for a, b in zip(opened, opened[1:]):
-                if b.start_pfn < a.end_pfn:
-                    raise CorruptDumpError(
-                        f"split pieces {a.path} and {b.path} overlap ([{a.start_pfn:#x},"
-                        f" {a.end_pfn:#x}) and [{b.start_pfn:#x}, {b.end_pfn:#x}))"
-                    )
-        except BaseException:
-            for p in opened:
-                p.close()
-            raise
-        self.pieces: Tuple[KdumpSource, ...] = tuple(opened)
-        self.path = ", ".join(p.path for p in opened)
-        self.page_size = first.page_size
-        self.max_pfn = first.max_pfn
-        self.notes = first.notes
-        self.disk_header = first.disk_header
-        self.sub_header = first.sub_header
-        self.utsname_raw = first.utsname_raw
-        self.e_machine = first.e_machine
-        h = first.header
-        self.header = DumpHeaderInfo(
-            dump_level=h.dump_level,
-            compression=h.compression,
-            incomplete=any(p.header.incomplete for p in opened),
-            excluded_vmemmap=h.excluded_vmemmap,
-            phys_base=h.phys_base,
-            eraseinfo=h.eraseinfo,
-        )
-
-    @property
-    def vmcoreinfo_raw(self) -> bytes:
-        return self.pieces[0].vmcoreinfo_raw
-
-    @property
-    def vmcoreinfo(self) -> VmcoreInfo:
-        return self.pieces[0].vmcoreinfo
-
-    def ram_pfn_ranges(self) -> Sequence[Tuple[int, int]]:
-        return self.pieces[0].ram_pfn_ranges()
-
-    def _overlaps(self, start: int, n: int):
-        end = start + n
-        for p in self.pieces:
-            lo, hi = max(start, p.start_pfn), min(end, p.end_pfn)
-            if lo < hi:
-                yield p, lo, hi
-
-    def present_bitmap(self, start_pfn: int, npages: int, out: bytearray) -> None:
-        v = 0
-        for p, lo, hi in self._overlaps(start_pfn, npages):
-            tmp = bytearray((hi - lo + 7) // 8)
-            p.present_bitmap(lo, hi - lo, tmp)
-            v |= int.from_bytes(tmp, "little") << (lo - start_pfn)
-        nbytes = (npages + 7) // 8
-        out[:nbytes] = v.to_bytes(nbytes, "little")
-
-    def read_pages(self, start_pfn: int, npages: int, out: memoryview) -> None:
-        ps = self.page_size
-        mv = _byte_view(out)
-        parts = list(self._overlaps(start_pfn, npages))
-        if sum(hi - lo for _p, lo, hi in parts) < npages:  # some pfns in no piece
-            mv[: npages * ps] = bytes(npages * ps)
-        for p, lo, hi in parts:
-            p.read_pages(lo, hi - lo, mv[(lo - start_pfn) * ps : (hi - start_pfn) * ps])
-
-    def close(self) -> None:
-        for p in self.pieces:
-            p.close()
-
-
-def open_split(paths: Sequence[Union[str, "os.PathLike[str]"]]) -> KdumpSplitSet:
-    """Open the pieces of a split dump as one source."""
-    return KdumpSplitSet(paths)

@@ -73,7 +73,7 @@ def open_context(paths: List[str], vmlinux: Optional[str] = None, prefer_vmlinux
     if len(paths) == 1:
         source = open_source(paths[0])
     else:
-        from dumpfilter.readers.kdump import KdumpSplitSet
+        from dumpfilter.readers.splitset import KdumpSplitSet
 
         source = KdumpSplitSet(paths)
     return ReportContext(source, vmlinux=vmlinux, prefer_vmlinux=prefer_vmlinux)
