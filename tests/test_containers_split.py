@@ -128,3 +128,35 @@ def test_split_refuses_existing_and_cleans_up(kdump_vmcore, tmp_path):
     b.write_bytes(b"keep")
     r = run_cli("--split", "-d", "31", kdump_vmcore, a, b, check=False)
     assert r.returncode == 1 and b.read_bytes() == b"keep" and not a.exists()
+
+
+def test_split_classifies_each_pfn_once(tmp_path, monkeypatch):
+    """--split 3 scans the dump once and shares the bitmaps with its
+    pieces: the classifier sees every pfn exactly once, in the parent or in
+    any forked piece writer (calls are logged to a file, which the forked
+    children inherit)."""
+    from dumpfilter import cli
+    from dumpfilter.filter.classify import Classifier
+    from dumpfilter.testing.synthetic import build_sample
+
+    vmcore = tmp_path / "s.vmcore"
+    info = build_sample(str(vmcore), profile="6.1", mem_mib=64, seed=5)
+    log = tmp_path / "calls.log"
+    real = Classifier._classify_cycle
+
+    def counting(self, start, n, b1, b2):
+        with open(log, "a") as f:
+            f.write(f"{start} {n}\n")
+        return real(self, start, n, b1, b2)
+
+    monkeypatch.setattr(Classifier, "_classify_cycle", counting)
+    monkeypatch.setattr("dumpfilter.filter.classify.CYCLE_PFNS", 4096)
+    pieces = [tmp_path / f"p{i}" for i in range(3)]
+    assert cli.main(["--split", "-c", "-d", "31", "--splitblock-size", "64",
+                     "--message-level", "0", str(vmcore), *map(str, pieces)]) == 0
+    calls = [tuple(map(int, line.split())) for line in log.read_text().splitlines()]
+    covered = sorted(calls)
+    assert sum(n for _s, n in covered) == info.max_pfn
+    assert all(a[0] + a[1] == b[0] for a, b in zip(covered, covered[1:]))
+    assert len(calls) == -(-info.max_pfn // 4096)
+    assert all(p.stat().st_size > 0 for p in pieces)

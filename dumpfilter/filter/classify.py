@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass, field
-from typing import Iterator, List
+from typing import Iterator, List, Optional
 
 from dumpfilter._core import check, ffi, lib
 from dumpfilter.formats.bitmap import ranges_to_bitmap
@@ -56,9 +56,10 @@ class Classifier:
     """Cycle-by-cycle classification of one dump at one dump level."""
 
     def __init__(self, source: DumpSource, info: VmcoreInfo, dump_level: int,
-                 mem=None, cycle_pfns: int = CYCLE_PFNS, all_ram: bool = False):
+                 mem=None, cycle_pfns: Optional[int] = None, all_ram: bool = False):
         """``all_ram``: classify every RAM pfn, also those the input no
         longer holds (the report re-derives what an earlier run excluded)."""
+        cycle_pfns = cycle_pfns or CYCLE_PFNS
         if cycle_pfns % 8:
             raise ValueError("cycle size must be a multiple of 8 pfns")
         self.source = source
