@@ -234,6 +234,7 @@ df_status df_pack_descriptors(const uint8_t *mask, const uint8_t *zero, size_t n
 enum df_page_compressor_kind {
 	DF_PC_ZLIB = 1,  // fn_compress = zlib compress2()
 	DF_PC_ZSTD = 2,  // fn_compress = ZSTD_compressCCtx(), fn_is_error = ZSTD_isError()
+	DF_PC_LIBDEFLATE = 3,  // fn_compress = libdeflate_zlib_compress(), ctx = its compressor
 };
 
 struct df_page_compressor {
@@ -241,7 +242,7 @@ struct df_page_compressor {
 	int32_t level;       // compression level passed to the library
 	void *fn_compress;
 	void *fn_is_error;
-	void *ctx;           // ZSTD_CCtx * (one per thread), unused for zlib
+	void *ctx;           // ZSTD_CCtx * or libdeflate compressor (one per thread); unused for zlib
 };
 
 /**

@@ -130,6 +130,7 @@ df_status df_pack_descriptors(const uint8_t *mask, const uint8_t *zero, size_t n
 enum df_page_compressor_kind {
 	DF_PC_ZLIB = 1,  
 	DF_PC_ZSTD = 2,  
+	DF_PC_LIBDEFLATE = 3,  
 };
 
 struct df_page_compressor {

@@ -138,6 +138,13 @@ df_status df_compress_pages_fn(const struct df_page_compressor *c, const uint8_t
 						 c->level);
 			ok = !is_error(r);
 			len = r;
+		} else if (c->kind == DF_PC_LIBDEFLATE) {
+			// libdeflate_zlib_compress(): 0 when the result would not fit
+			// in page_size - 1 bytes, i.e. the page is stored raw.
+			size_t (*zlib_compress)(void *, const void *, size_t, void *, size_t) =
+				c->fn_compress;
+			len = zlib_compress(c->ctx, page, page_size, dst + pos, page_size - 1);
+			ok = len != 0;
 		} else {
 			return DF_ERR_INVALID;
 		}

@@ -22,7 +22,6 @@ import errno
 import os
 import signal
 import sys
-import traceback
 from typing import Callable
 
 from dumpfilter.errors import DumpFilterError, UsageError
@@ -110,6 +109,8 @@ def run_main(prog: str, body: Callable[[], int], debug: Callable[[], bool] = lam
         return EXIT_FAILED
     except Exception as e:  # a bug: still one line, unless debugging
         if debug():
+            import traceback
+
             traceback.print_exc()
         _say(prog, f"internal error: {type(e).__name__}: {e}"
                    + ("" if debug() else " (run with -D for a traceback)"))

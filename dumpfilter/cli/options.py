@@ -134,8 +134,9 @@ def build_parser() -> argparse.ArgumentParser:
     # Ours.
     p.add_argument("--dedup", action="store_true",
                    help="identical pages share one stored block (kdump file output)")
-    p.add_argument("--zlib-encoder", choices=ZLIB_ENCODERS, default="zlib",
-                   help="zlib-format encoder for -c: zlib (makedumpfile's exact bytes) or isal")
+    p.add_argument("--zlib-encoder", choices=ZLIB_ENCODERS, default=None,
+                   help="encoder for -c: libdeflate (default; deterministic, faster and smaller "
+                        "than zlib level 1), zlib (makedumpfile's exact bytes) or isal")
     # makedumpfile options not implemented here: parsed, then refused.
     unsupported = p.add_argument_group("makedumpfile options dumpfilter does not implement")
     for dest, spelling in UNSUPPORTED.items():

@@ -1,8 +1,9 @@
-"""The system compression libraries, handed to the C core.
+"""Compression libraries, handed to the C core.
 
 The C core never opens libraries; this module finds ``compress2`` (zlib:
-the library CPython's own zlib module uses) and ``ZSTD_compressCCtx``
-(libzstd) with ctypes and describes them in a ``struct df_page_compressor``
+the library CPython's own zlib module uses), ``ZSTD_compressCCtx`` (libzstd)
+and ``libdeflate_zlib_compress`` (libdeflate, from the ``deflate`` wheel)
+with ctypes and describes them in a ``struct df_page_compressor``
 for ``df_compress_pages_fn``, so a whole window of pages is compressed in
 one C call with the GIL released.
 
@@ -26,12 +27,26 @@ _lock = threading.Lock()
 SONAMES = {"z": ("libz.so.1",), "zstd": ("libzstd.so.1",)}
 
 
+def _deflate_wheel() -> tuple:
+    """libdeflate as the ``deflate`` wheel ships it: its extension module
+    exports the whole libdeflate API, so its bytes are the wheel's, not
+    whatever the machine has."""
+    import importlib.util
+
+    try:
+        spec = importlib.util.find_spec("deflate._deflate")
+    except ImportError:
+        return ()
+    return (spec.origin,) if spec is not None and spec.origin else ()
+
+
 def load(name: str):
-    """The ctypes handle of library ``name`` ("z", "zstd"), or None."""
+    """The ctypes handle of library ``name`` ("z", "zstd", "deflate"), or
+    None."""
     with _lock:
         if name not in _libs:
             handle = None
-            for soname in SONAMES[name]:
+            for soname in (_deflate_wheel() if name == "deflate" else SONAMES[name]):
                 try:
                     handle = ctypes.CDLL(soname)
                     break
@@ -97,3 +112,27 @@ def zstd_compressor(level: int = 1) -> Optional[NativeCompressor]:
     # One context per worker thread, kept for the life of the process.
     return NativeCompressor(lib.DF_PC_ZSTD, level, _address(z, "ZSTD_compressCCtx"),
                             _address(z, "ZSTD_isError"), cctx)
+
+
+def libdeflate_version() -> Optional[str]:
+    """The ``deflate`` wheel's version (it pins its libdeflate), or None."""
+    if load("deflate") is None:
+        return None
+    import deflate
+
+    return f"deflate {deflate.__version__}"
+
+
+def libdeflate_compressor(level: int) -> Optional[NativeCompressor]:
+    d = load("deflate")
+    if d is None:
+        return None
+    alloc = d.libdeflate_alloc_compressor
+    alloc.restype = ctypes.c_void_p
+    alloc.argtypes = [ctypes.c_int]
+    comp = alloc(level)
+    if not comp:
+        return None
+    # One compressor per worker thread, kept for the life of the process.
+    return NativeCompressor(lib.DF_PC_LIBDEFLATE, level, _address(d, "libdeflate_zlib_compress"),
+                            0, comp)

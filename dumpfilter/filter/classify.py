@@ -7,7 +7,6 @@ of ``BATCH_PFNS``; Python never looks at a single page.
 """
 from __future__ import annotations
 
-import logging
 from dataclasses import dataclass, field
 from typing import Iterator, List, Optional
 
@@ -19,8 +18,6 @@ from dumpfilter.memory.sparsemem import MemMapRange, mem_map_ranges, read_struct
 from dumpfilter.memory import kernel_memory
 from dumpfilter.readers.base import DumpSource
 from dumpfilter.vmcoreinfo import VmcoreInfo
-
-log = logging.getLogger(__name__)
 
 #: pfns per cycle: 1 Mi pfns = 4 GiB of RAM, 128 KiB per bitmap chunk.
 CYCLE_PFNS = 1 << 20
@@ -121,7 +118,6 @@ class Classifier:
                 except FaultError as e:
                     msg = (f"struct pages of pfns {pfn:#x}-{pfn + count - 1:#x} unreadable "
                            f"({e}); those pages are kept")
-                    log.warning(msg)
                     self.result.warnings.append(msg)
                     pfn += count
                     continue

@@ -16,17 +16,15 @@ Every output kind runs the same three steps:
 """
 from __future__ import annotations
 
-import logging
 from contextlib import ExitStack
 from dataclasses import dataclass, field
-from functools import partial
 from typing import Callable, List, Optional, Tuple
 
 from dumpfilter.codecs import CODECS, Codec
 from dumpfilter.codecs.encoders import page_compressor
 from dumpfilter.errors import DumpFilterError, FaultError, UsageError
 from dumpfilter.filter.dedup import Deduplicator
-from dumpfilter.filter.encode import PageEncoder
+from dumpfilter.filter.encode import BATCH_PAGES, Batch, PageEncoder
 from dumpfilter.filter.scan import ScanResult, SinkBitmaps, TempBitmaps, scan
 from dumpfilter.formats.bitmap import bit_slice, clip_bits, count_bits
 from dumpfilter.formats.elf import EM_X86_64
@@ -36,8 +34,6 @@ from dumpfilter.vmcoreinfo import VmcoreInfo
 from dumpfilter.writers.elf import ElfWriter, plan_loads
 from dumpfilter.writers.kdump import KdumpHeaderFields, KdumpLayout, KdumpWriter
 from dumpfilter.writers.sink import Sink
-
-log = logging.getLogger(__name__)
 
 #: Pages handed to zero detection/compression at once (1 MiB at 4 KiB):
 #: small enough to keep the resident set low with several windows in flight.
@@ -51,7 +47,9 @@ class FilterOptions:
     dump_level: int = 0
     codec: Optional[str] = None  # "zlib", "lzo", "snappy", "zstd" or None
     threads: int = 1  # compression threads (--num-threads)
-    zlib_encoder: str = "zlib"  # "zlib" (makedumpfile's bytes) or "isal"
+    #: -c encoder: "libdeflate", "zlib" (makedumpfile's bytes), "isal";
+    #: None: libdeflate when the deflate wheel is there, else zlib.
+    zlib_encoder: Optional[str] = None
     dedup: bool = False  # identical pages share one stored block
     # Called as progress(step, done, total); the CLI prints it.
     progress: Optional[Progress] = None
@@ -181,8 +179,6 @@ def write_pages(p: Plan, res: ScanResult, bitmap2: Callable[[int, int], bytes],
         if not writer.sink.readable:
             raise UsageError("--dedup needs an output that can be read back (not -F)")
         dedup = Deduplicator(writer.read_back)
-    # Sources that map windows from any thread are read on the workers.
-    threaded_reads = opts.threads > 1 and src.thread_safe_windows
     expected = 0
 
     def drain(encoder: PageEncoder, final: bool = False) -> None:
@@ -197,9 +193,13 @@ def write_pages(p: Plan, res: ScanResult, bitmap2: Callable[[int, int], bytes],
     done = 0
     p.progress(step, done, src.max_pfn)
     with ExitStack() as stack:
-        encoder = PageEncoder(compressor, ps, opts.threads, zero_test=bool(p.level & 1),
-                              dedup=opts.dedup)
+        # Sources whose windows can be read from any thread are read on
+        # the workers.
+        encoder = PageEncoder(compressor, ps, src.gather, opts.threads,
+                              zero_test=bool(p.level & 1), dedup=opts.dedup,
+                              gather_on_workers=src.thread_safe_windows)
         stack.callback(encoder.close)
+        batch = Batch()
         for start, npages in res.cycles:
             if start >= hi or start + npages <= lo:
                 continue
@@ -208,17 +208,18 @@ def write_pages(p: Plan, res: ScanResult, bitmap2: Callable[[int, int], bytes],
             for blk in range(0, npages, WINDOW_PAGES):
                 nblk = min(WINDOW_PAGES, npages - blk)
                 wmask = bit_slice(bm, blk, nblk)
-                if not any(wmask):
+                kept = count_bits(wmask, nblk)
+                if not kept:
                     continue
-                if threaded_reads:
-                    encoder.submit(partial(src.window, start + blk, nblk), nblk, wmask)
-                else:
-                    for pfn, n, view in src.page_windows(start + blk, nblk):
-                        encoder.submit_view(view, n, bit_slice(bm, pfn - start, n))
-                        view.release()
-                drain(encoder)
-                done = start + blk + nblk
-                p.progress(step, done, src.max_pfn)
+                batch.windows.append((start + blk, nblk, wmask))
+                batch.kept += kept
+                if batch.kept >= BATCH_PAGES:
+                    encoder.submit(batch)
+                    batch = Batch()
+                    drain(encoder)
+                    done = start + blk + nblk
+                    p.progress(step, done, src.max_pfn)
+        encoder.submit(batch)
         drain(encoder, final=True)
     if done < src.max_pfn:
         p.progress(step, src.max_pfn, src.max_pfn)

@@ -13,7 +13,6 @@ that cannot be read back (``-F``), for ``-E`` and for ``--split``.
 from __future__ import annotations
 
 import os
-import tempfile
 from dataclasses import dataclass, field
 from typing import Callable, Dict, List, Optional, Tuple
 
@@ -43,6 +42,8 @@ class TempBitmaps:
     (positional I/O only: forked ``--split`` pieces read it at once)."""
 
     def __init__(self, max_pfn: int, work_dir: Optional[str] = None):
+        import tempfile
+
         self.half = (max_pfn + 7) // 8
         self.tmp = tempfile.TemporaryFile(prefix="dumpfilter-bitmap", dir=work_dir)
         self.fd = self.tmp.fileno()

@@ -30,14 +30,18 @@ def open_dump(path: Union[str, "os.PathLike[str]"], *, use_mmap: bool = True) ->
     """Open a dump of any supported format. Raises ``NotAVmcoreError`` for
     an unknown file; OSError if it cannot be opened. ``use_mmap=False``
     (``--non-mmap``) reads page contents with pread only."""
-    from dumpfilter.readers.flattened import FlattenedFile, is_flattened
-    from dumpfilter.readers.kdump import DISKDUMP_SIGNATURE, KDUMP_SIGNATURE, KdumpSource
+    # Readers are imported for the format found only (start-up time).
+    from dumpfilter.formats.flattened import is_flattened
+    from dumpfilter.formats.kdump import DISKDUMP_SIGNATURE, KDUMP_SIGNATURE
 
     path = os.fspath(path)
     if os.path.isdir(path):
         raise NotAVmcoreError(f"{path}: is a directory, not a vmcore")
     head = _head(path, 16)
     if is_flattened(head):
+        from dumpfilter.readers.flattened import FlattenedFile
+        from dumpfilter.readers.kdump import KdumpSource
+
         flat = FlattenedFile(path)
         try:
             inner = flat.pread(0, 8)
@@ -54,6 +58,8 @@ def open_dump(path: Union[str, "os.PathLike[str]"], *, use_mmap: bool = True) ->
             flat.close()
             raise
     if head[:8] in (KDUMP_SIGNATURE, DISKDUMP_SIGNATURE):
+        from dumpfilter.readers.kdump import KdumpSource
+
         return KdumpSource(path)
     if head[:4] == ELF_MAGIC:
         from dumpfilter.readers.elf import ElfSource

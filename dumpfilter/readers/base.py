@@ -143,6 +143,13 @@ class DumpSource(abc.ABC):
         self.read_pages(start_pfn, npages, memoryview(buf))
         yield memoryview(buf)
 
+    def gather(self, start_pfn: int, npages: int, mask: bytes, out: memoryview) -> None:
+        """Copy the pages of ``[start_pfn, start_pfn+npages)`` whose bit is
+        set in ``mask`` (LSB-first) into ``out``, back to back. Safe from
+        several threads when ``thread_safe_windows`` is."""
+        with self.window(start_pfn, npages) as view:
+            gather_pages(view, self.page_size, npages, mask, out)
+
     def read_phys(self, paddr: int, size: int) -> bytes:
         """Read ``size`` bytes of physical memory. Raises ``FaultError`` if
         any page touched is not RAM or not present in the file."""
@@ -189,3 +196,19 @@ def byte_view(buf) -> memoryview:
     """``buf`` as a flat memoryview of bytes."""
     mv = memoryview(buf)
     return mv if mv.format == "B" and mv.ndim == 1 else mv.cast("B")
+
+
+def gather_pages(view, page_size: int, npages: int, mask: bytes, out) -> int:
+    """The pages of ``view`` selected by ``mask``, copied into ``out`` back
+    to back (one C call); returns how many."""
+    from dumpfilter._core import check, ffi, lib
+
+    idx = ffi.new("uint32_t[]", max(1, npages))
+    count = ffi.new("size_t *")
+    check(lib.df_select_pages(mask, ffi.NULL, npages, idx, count), "selecting pages")
+    n = int(count[0])
+    if len(out) < n * page_size:
+        raise ValueError(f"gather: {len(out)} bytes for {n} pages")
+    check(lib.df_gather_pages(ffi.from_buffer(view), page_size, idx, n,
+                              ffi.from_buffer(out, require_writable=True)), "gathering pages")
+    return n

@@ -17,7 +17,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Iterator, List, Sequence, Tuple
 
-from dumpfilter.formats.bitmap import merge_ranges
+from dumpfilter.formats.bitmap import count_bits, merge_ranges, set_runs
 from dumpfilter.formats.elf import (
     EHDR,
     ELFCLASS64,
@@ -273,6 +273,21 @@ class ElfSource(DumpSource):
             buf = bytearray(npages * ps)
             self.read_pages(start_pfn, npages, memoryview(buf))
             yield memoryview(buf)
+
+    def gather(self, start_pfn: int, npages: int, mask: bytes, out: memoryview) -> None:
+        """Dense windows (a quarter or more of the pages kept) are mapped
+        and the kept pages copied out in C; sparse ones are read run by run
+        with pread, so no mapping is made and no page fault taken for the
+        pages left out."""
+        kept = count_bits(mask, npages)
+        if self.use_mmap and 4 * kept >= npages:
+            super().gather(start_pfn, npages, mask, out)
+            return
+        ps, pos = self.page_size, 0
+        for a, b in set_runs(mask, start_pfn):
+            n = (min(b, start_pfn + npages) - a) * ps
+            self.read_pages(a, n // ps, out[pos:pos + n])
+            pos += n
 
     def close(self) -> None:
         if self._fd >= 0:
