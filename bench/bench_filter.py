@@ -7,10 +7,14 @@ output bytes and peak RSS of each, and the ratios ours/theirs, with the
 machine it ran on. makedumpfile 1.7.2 from Debian has no snappy/zstd, so our
 ``-p``/``-z`` are compared with its ``-c``.
 
-    python3 bench/bench_filter.py [--rounds 5] [--level 31] [--cold] VMCORE
+    python3 bench/bench_filter.py [--rounds 5] [--level 31] [--cold]
+        [--threads default,1] [--startup] VMCORE...
 
 ``--cold`` drops the page cache before every run (needs root); otherwise the
 input is read once first so both tools see it in the page cache.
+``--threads`` runs dumpfilter with each ``--num-threads`` value given
+("default": every CPU), each against the same makedumpfile runs.
+``--startup`` also times the interpreter and a collector run's imports.
 """
 from __future__ import annotations
 
@@ -43,17 +47,17 @@ def machine() -> str:
 
 
 def timed(argv, out) -> dict:
-    if os.path.exists(out):
+    if out is not None and os.path.exists(out):
         os.unlink(out)
     r = subprocess.run(["/usr/bin/time", "-v", *argv], capture_output=True, text=True,
                        stdin=subprocess.DEVNULL)
     if r.returncode != 0:
-        sys.exit(f"{argv[0]} failed ({r.returncode}):\n{r.stderr[-2000:]}")
+        sys.exit(f"{' '.join(argv)} failed ({r.returncode}):\n{r.stderr[-2000:]}")
     wall = re.search(r"Elapsed \(wall clock\) time.*: (?:(\d+):)?(\d+):([\d.]+)", r.stderr)
     h, m, s = wall.groups()
     rss = int(re.search(r"Maximum resident set size \(kbytes\): (\d+)", r.stderr).group(1))
     return {"wall": int(h or 0) * 3600 + int(m) * 60 + float(s), "rss_kib": rss,
-            "bytes": os.path.getsize(out)}
+            "bytes": os.path.getsize(out) if out is not None else 0}
 
 
 def drop_caches() -> None:
@@ -62,26 +66,85 @@ def drop_caches() -> None:
         f.write("3\n")
 
 
+def startup(rounds: int) -> None:
+    """Interpreter start-up and a collector run's imports, alone: a run
+    that only checks its command line (everything a -l run imports up to
+    opening the dump), next to ``python3 -c pass``."""
+    def wall(argv):
+        return statistics.median(timed(argv, None)["wall"] for _ in range(rounds))
+
+    bare = wall([sys.executable, "-c", "pass"])
+    check = wall([sys.executable, "-m", "dumpfilter", "--check-params", "-l", "-d", "31",
+                  "/proc/vmcore", "x"])
+    print(f"# start-up: python3 -c pass {bare:.3f} s; dumpfilter --check-params -l -d 31 "
+          f"{check:.3f} s (imports {check - bare:.3f} s)")
+
+
+def bench(vmcore: str, args, mdf: str, tmp: str) -> None:
+    print(f"# input: {vmcore} ({os.path.getsize(vmcore):,} bytes), -d {args.level}, "
+          f"{args.rounds} rounds, {'cold (page cache dropped)' if args.cold else 'warm page cache'}")
+    if not args.cold:
+        with open(vmcore, "rb") as f:
+            while f.read(1 << 24):
+                pass
+    wanted = args.codecs.split(",")
+    threads = args.threads.split(",")
+    print(f"{'codec':<10} {'tool':<18} {'wall s':>8} {'out bytes':>12} {'RSS MiB':>8}   "
+          f"{'wall':>6} {'size':>6} {'RSS':>6}  (ratios ours/theirs)")
+    for ours_opt, their_opt in PAIRS:
+        if ours_opt not in wanted:
+            continue
+        runs = {t: [] for t in threads}
+        theirs = []
+        for _ in range(args.rounds):
+            # alternate, same conditions
+            for t in threads:
+                if args.cold:
+                    drop_caches()
+                out = os.path.join(tmp, "ours")
+                extra = [] if t == "default" else ["--num-threads", t]
+                argv = ([sys.executable, "-m", "dumpfilter", *args.extra.split(), *extra, ours_opt,
+                         "-d", str(args.level), "--message-level", "0", vmcore, out])
+                runs[t].append(timed(argv, out))
+            if args.cold:
+                drop_caches()
+            out = os.path.join(tmp, "theirs")
+            theirs.append(timed([mdf, their_opt, "-d", str(args.level), "--message-level", "0",
+                                 vmcore, out], out))
+
+        def med(rs):
+            return {k: statistics.median(r[k] for r in rs) for k in ("wall", "rss_kib", "bytes")}
+
+        t = med(theirs)
+        for th in threads:
+            o = med(runs[th])
+            label = f"{ours_opt}/{their_opt}"
+            print(f"{label:<10} {'dumpfilter ' + ('' if th == 'default' else th + 'T'):<18} "
+                  f"{o['wall']:8.2f} {o['bytes']:12,.0f} {o['rss_kib']/1024:8.1f}   "
+                  f"{o['wall']/t['wall']:6.2f} {o['bytes']/t['bytes']:6.3f} "
+                  f"{o['rss_kib']/t['rss_kib']:6.2f}")
+        print(f"{'':<10} {'makedumpfile':<18} {t['wall']:8.2f} {t['bytes']:12,.0f} "
+              f"{t['rss_kib']/1024:8.1f}")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("vmcore")
+    ap.add_argument("vmcores", nargs="+")
     ap.add_argument("--rounds", type=int, default=5)
     ap.add_argument("--level", type=int, default=31)
     ap.add_argument("--cold", action="store_true")
     ap.add_argument("--codecs", default="-c,-l,-p,-z")
-    ap.add_argument("--extra", default="", help="extra dumpfilter options, e.g. '--num-threads 2'")
+    ap.add_argument("--threads", default="default",
+                    help="comma list of --num-threads values to run ('default': every CPU)")
+    ap.add_argument("--startup", action="store_true")
+    ap.add_argument("--extra", default="", help="extra dumpfilter options, e.g. '--zlib-encoder zlib'")
     args = ap.parse_args()
     mdf = shutil.which("makedumpfile")
     if not mdf:
         sys.exit("makedumpfile not found (apt-get install makedumpfile)")
-    wanted = args.codecs.split(",")
     print(f"# machine: {machine()}")
-    print(f"# input: {args.vmcore} ({os.path.getsize(args.vmcore):,} bytes), -d {args.level}, "
-          f"{args.rounds} rounds, {'cold (page cache dropped)' if args.cold else 'warm page cache'}")
-    if not args.cold:
-        with open(args.vmcore, "rb") as f:
-            while f.read(1 << 24):
-                pass
+    with open("/proc/loadavg") as f:
+        print(f"# load average before: {f.read().split()[0]}")
     # Measure dumpfilter as pip installs it: with compiled bytecode (this
     # matters when PYTHONDONTWRITEBYTECODE is set in the environment).
     import compileall
@@ -89,30 +152,12 @@ def main() -> None:
 
     compileall.compile_dir(os.path.dirname(dumpfilter.__file__), quiet=1)
     os.environ.pop("PYTHONDONTWRITEBYTECODE", None)
+    if args.startup:
+        startup(args.rounds)
     tmp = tempfile.mkdtemp(prefix="dumpfilter-bench-")
-    ours_cmd = [sys.executable, "-m", "dumpfilter", *args.extra.split()]
-    print(f"{'codec':<10} {'tool':<13} {'wall s':>8} {'out bytes':>12} {'RSS MiB':>8}   "
-          f"{'wall':>6} {'size':>6} {'RSS':>6}  (ratios ours/theirs)")
     try:
-        for ours_opt, their_opt in PAIRS:
-            if ours_opt not in wanted:
-                continue
-            res = {"ours": [], "theirs": []}
-            for _ in range(args.rounds):
-                for who in ("ours", "theirs"):  # alternate, same conditions
-                    if args.cold:
-                        drop_caches()
-                    out = os.path.join(tmp, who)
-                    argv = (ours_cmd + [ours_opt] if who == "ours" else [mdf, their_opt]) + [
-                        "-d", str(args.level), "--message-level", "0", args.vmcore, out]
-                    res[who].append(timed(argv, out))
-            med = {w: {k: statistics.median(r[k] for r in res[w]) for k in ("wall", "rss_kib", "bytes")}
-                   for w in res}
-            o, t = med["ours"], med["theirs"]
-            label = f"{ours_opt}/{their_opt}"
-            print(f"{label:<10} {'dumpfilter':<13} {o['wall']:8.2f} {o['bytes']:12,.0f} {o['rss_kib']/1024:8.1f}   "
-                  f"{o['wall']/t['wall']:6.2f} {o['bytes']/t['bytes']:6.3f} {o['rss_kib']/t['rss_kib']:6.2f}")
-            print(f"{'':<10} {'makedumpfile':<13} {t['wall']:8.2f} {t['bytes']:12,.0f} {t['rss_kib']/1024:8.1f}")
+        for vmcore in args.vmcores:
+            bench(vmcore, args, mdf, tmp)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
 
