@@ -12,9 +12,9 @@
 143   terminated (SIGTERM); 129 for SIGHUP
 ====  ==========================================================
 
-A closed standard output (``dumpfilter-report ... | head -1``) ends the
-report quietly with 0; ``dumpfilter -F`` whose reader goes away fails with 1
-and says so, since the stream is then incomplete.
+A closed standard output (``dumpfilter-report ... | head -1``, ``dumpfilter
+-h | head``) ends quietly with 0; ``dumpfilter -F`` whose reader goes away
+fails with 1 and says so, since the stream is then incomplete.
 """
 from __future__ import annotations
 
@@ -75,7 +75,7 @@ def _say(prog: str, text: str) -> None:
 
 
 def run_main(prog: str, body: Callable[[], int], debug: Callable[[], bool] = lambda: False,
-             quiet_broken_pipe: bool = False) -> int:
+             quiet_broken_pipe: Callable[[], bool] = lambda: True) -> int:
     """``body()``'s exit status, or the status of what it raised."""
     install_signal_handlers()
     try:
@@ -88,7 +88,7 @@ def run_main(prog: str, body: Callable[[], int], debug: Callable[[], bool] = lam
         return e.exit_code
     except BrokenPipeError:
         _silence_stdout()
-        if quiet_broken_pipe:
+        if quiet_broken_pipe():
             return EXIT_OK
         _say(prog, "standard output closed (broken pipe): the output is incomplete")
         return EXIT_FAILED

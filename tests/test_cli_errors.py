@@ -37,7 +37,7 @@ def test_missing_input(tmp_path):
     assert not out.exists()
 
 
-@pytest.mark.parametrize("args", [["-d", "32"], ["-d", "x"], ["-c", "-l"], ["--bogus"], []])
+@pytest.mark.parametrize("args", [["-d", "32"], ["-d", "x"], ["--bogus"], ["-L"], []])
 def test_usage_errors(tmp_path, args):
     paths = (tmp_path / "a", tmp_path / "b") if args else ()
     r = run_cli(*args, *paths, check=False)

@@ -31,6 +31,9 @@ CHECK_LINES = [
     ("--dump-dmesg /proc/vmcore /x", True),
     ("--dump-dmesg --partial-dmesg /proc/vmcore /x", True),
     ("--show-stats -D -f -l -d 31 /proc/vmcore /x", True),
+    ("-c -l -d 31 /proc/vmcore /x", True),  # the last codec counts
+    ("-cd31 --num-th=2 /proc/vmcore /x", True),  # clustered, abbreviated
+    ("/proc/vmcore -l /x -d 31", True),  # options after paths (GNU getopt)
     ("-d 99 -l /proc/vmcore /x", False),
     ("-d 32 /proc/vmcore /x", False),
     ("--message-level 32 -l -d 31 /proc/vmcore /x", False),
@@ -55,9 +58,15 @@ CHECK_LINES = [
 ]
 
 
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
 def _run_check(argv0, line):
+    # Run from another directory (nothing may appear there): this
+    # checkout's package first on the path.
+    env = dict(os.environ, PYTHONPATH=REPO + os.pathsep + os.environ.get("PYTHONPATH", ""))
     return subprocess.run([*argv0, "--check-params", *line.split()], capture_output=True,
-                          text=True, stdin=subprocess.DEVNULL, timeout=60)
+                          text=True, stdin=subprocess.DEVNULL, timeout=60, env=env)
 
 
 @pytest.mark.parametrize("line,valid", CHECK_LINES)

@@ -14,7 +14,7 @@ from typing import List, Optional
 
 from dumpfilter import __version__
 from dumpfilter.cli.messages import ML_DEBUG, ML_REPORT, Messages, format_report
-from dumpfilter.cli.options import DEFAULT_MESSAGE_LEVEL, NO_EFFECT, build_parser, parse
+from dumpfilter.cli.options import DEFAULT_MESSAGE_LEVEL, NO_EFFECT, help_text, parse
 from dumpfilter.errors import IncompleteDumpError, UsageError
 from dumpfilter.exits import EXIT_OK, run_main
 
@@ -180,13 +180,13 @@ _RUN = {"file": run_file, "flat": run_flat, "split": run_split, "rearrange": run
 def _usage_text() -> str:
     from dumpfilter.codecs import CODECS
 
-    return "\n".join([build_parser().format_help().rstrip(), "",
+    return "\n".join([help_text().rstrip(), "",
                       "codecs: " + ", ".join(f"{c.option} {c.name}" for c in CODECS.values())])
 
 
 def _run(argv: Optional[List[str]], state: dict) -> int:
     args, mode = parse(argv)
-    state["debug"] = args.debug
+    state["debug"], state["mode"] = args.debug, mode
     if args.help:
         print(_usage_text())
         return EXIT_OK
@@ -214,8 +214,11 @@ def _run(argv: Optional[List[str]], state: dict) -> int:
 
 
 def main(argv: Optional[List[str]] = None) -> int:
-    state = {"debug": False}
-    return run_main("dumpfilter", lambda: _run(argv, state), debug=lambda: state["debug"])
+    state = {"debug": False, "mode": None}
+    # Standard output closed early is an error only when it carries the
+    # dump (-F): the stream is then incomplete.
+    return run_main("dumpfilter", lambda: _run(argv, state), debug=lambda: state["debug"],
+                    quiet_broken_pipe=lambda: state["mode"] != "flat")
 
 
 __all__ = ["main", "Messages", "format_report"]

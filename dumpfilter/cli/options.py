@@ -20,7 +20,6 @@ message, and ``--check-params`` reads and writes nothing.
 """
 from __future__ import annotations
 
-import argparse
 from typing import List, Optional
 
 from dumpfilter.codecs.encoders import ZLIB_ENCODERS
@@ -58,93 +57,163 @@ dumpfilter [-c|-l|-p|-z|-E] [-d LEVEL] [-L SIZE] [--message-level N] [--show-sta
        dumpfilter --check-params [OPTION...] [PATH...]"""
 
 
-class _Parser(argparse.ArgumentParser):
-    def error(self, message: str):  # one line, makedumpfile's exit code
-        raise UsageError(message)
+class Option:
+    """One option: its spellings, where its value goes and its help."""
+
+    __slots__ = ("short", "long", "dest", "kind", "metavar", "help", "const")
+
+    def __init__(self, short, long, dest, kind="flag", metavar=None, help="", const=None):
+        self.short, self.long, self.dest, self.kind = short, long, dest, kind
+        self.metavar, self.help, self.const = metavar, help, const
+
+    @property
+    def spellings(self) -> List[str]:
+        return [s for s in (self.short and "-" + self.short, self.long and "--" + self.long) if s]
 
 
-def _int(text: str) -> int:
-    """makedumpfile's atoi(): leading digits (with a sign), else 0 —
-    but a value with no digits at all is refused here."""
+def _o(short, long, dest, kind="flag", metavar=None, help="", const=None) -> Option:
+    return Option(short, long, dest, kind, metavar, help, const)
+
+
+#: Every option, in --help order. kinds: flag (True), const (``const``),
+#: str, int (makedumpfile's atoi), append (str, repeatable).
+OPTIONS = [
+    _o("c", None, "codec", "const", const="zlib", help="compress each page with zlib (-c), "
+       "LZO1X-1 (-l), snappy (-p) or zstd (-z); the last one given counts"),
+    _o("l", None, "codec", "const", const="lzo"),
+    _o("p", None, "codec", "const", const="snappy"),
+    _o("z", None, "codec", "const", const="zstd"),
+    _o("d", None, "dump_level", "str", "LEVEL", "dump level 0-31 (1 zero, 2 cache, 4 cache+private, "
+       "8 user, 16 free); more levels, comma separated, are used in turn when the disk fills up"),
+    _o("E", None, "elf", help="write an ELF dump (ELF input only)"),
+    _o("F", None, "flat", help="write a flattened stream to standard output"),
+    _o("R", None, "rearrange", help="rebuild DUMPFILE from a flattened stream on standard input"),
+    _o("L", None, "size_limit", "str", "SIZE", "stop writing at SIZE bytes (K/M/G/T/P/E); the dump "
+       "is kept, marked incomplete, as on a full disk"),
+    _o("f", None, "force", help="overwrite an existing regular DUMPFILE"),
+    _o("D", None, "debug", help="debugging messages; internal errors show a traceback"),
+    _o("h", "help", "help", help="show this help"),
+    _o("v", None, "version", help="show the version"),
+    _o(None, "message-level", "message_level", "int", "ML", "message bitmask: 1 progress, "
+       "2 common, 4 error, 8 debug, 16 report (default 7)"),
+    _o(None, "show-stats", "show_stats", help="print the page-count report"),
+    _o(None, "split", "split", help="write the dump into several files: VMCORE DUMPFILE1 "
+       "DUMPFILE2 ..."),
+    _o(None, "reassemble", "reassemble", help="merge split files: DUMPFILE1 DUMPFILE2 ... DUMPFILE"),
+    _o(None, "splitblock-size", "splitblock_size", "int", "KB", "granularity of --split "
+       "boundaries in KiB (default 1 GiB)"),
+    _o(None, "num-threads", "num_threads", "int", "N", "compression threads (default: every CPU "
+       "this process may use)"),
+    _o(None, "dump-dmesg", "dump_dmesg", help="write the kernel log of VMCORE to LOGFILE"),
+    _o(None, "partial-dmesg", "partial_dmesg", help="with --dump-dmesg: only the messages after "
+       "the last 'dmesg -c'"),
+    _o(None, "dry-run", "dry_run", help="do everything but write the output (the report is "
+       "printed)"),
+    _o(None, "check-params", "check_params", help="only check the command line: exit 0 if it "
+       "is valid, read nothing"),
+    _o(None, "work-dir", "work_dir", "str", "DIR", "directory for temporary files (bitmaps)"),
+    _o(None, "non-mmap", "non_mmap", help="read the input with pread, never mmap"),
+    # Tuning knobs of makedumpfile's own machinery: accepted, no effect.
+    _o("b", None, "block_order", "int", "ORDER", "accepted for makedumpfile compatibility; "
+       "no effect"),
+    _o(None, "cyclic-buffer", "cyclic_buffer", "int", "KB", "accepted for makedumpfile "
+       "compatibility; no effect"),
+    _o(None, "non-cyclic", "non_cyclic", help="accepted for makedumpfile compatibility; no "
+       "effect"),
+    # Ours.
+    _o(None, "dedup", "dedup", help="identical pages share one stored block (kdump file "
+       "output)"),
+    _o(None, "zlib-encoder", "zlib_encoder", "str", "{" + ",".join(ZLIB_ENCODERS) + "}",
+       "encoder for -c: libdeflate (default; deterministic, faster and smaller than zlib "
+       "level 1), zlib (makedumpfile's exact bytes) or isal"),
+]
+# makedumpfile options not implemented here: parsed (with their value),
+# then refused by name.
+for _dest, _spelling in UNSUPPORTED.items():
+    _takes_value = _spelling not in ("-X", "--mem-usage", "-e")
+    OPTIONS.append(_o(_spelling[1] if len(_spelling) == 2 else None,
+                      _spelling[2:] if _spelling.startswith("--") else None, _dest,
+                      "append" if _takes_value else "flag"))
+
+
+def option_strings() -> List[str]:
+    """Every spelling the parser takes."""
+    return [s for o in OPTIONS for s in o.spellings]
+
+
+def _int(text: str, what: str) -> int:
+    """makedumpfile's atoi(): leading digits (with a sign) — but a value
+    with no digits at all is refused here."""
     t = text.strip()
     sign, digits = (t[0], t[1:]) if t[:1] in "+-" else ("", t)
     n = len(digits) - len(digits.lstrip("0123456789"))
     if n == 0:
-        raise argparse.ArgumentTypeError(f"invalid number {text!r}")
+        raise UsageError(f"invalid number {text!r} for {what}")
     return int(sign + digits[:n])
 
 
-def build_parser() -> argparse.ArgumentParser:
-    p = _Parser(prog="dumpfilter", usage=USAGE, add_help=False,
-                description="Filter and compress a Linux crash dump into the kdump-compressed "
-                            "format; makedumpfile's command line.")
-    comp = p.add_mutually_exclusive_group()
-    for letter, name, what in (("c", "zlib", "zlib (level 1)"), ("l", "lzo", "LZO1X-1"),
-                               ("p", "snappy", "snappy"), ("z", "zstd", "zstd (level 1)")):
-        comp.add_argument(f"-{letter}", dest="codec", action="store_const", const=name,
-                          help=f"compress each page with {what}")
-    p.add_argument("-d", dest="dump_level", default=None, metavar="LEVEL",
-                   help="dump level 0-31 (1 zero, 2 cache, 4 cache+private, 8 user, 16 free); "
-                        "more levels, comma separated, are used in turn when the disk fills up")
-    p.add_argument("-E", dest="elf", action="store_true", help="write an ELF dump (ELF input only)")
-    p.add_argument("-F", dest="flat", action="store_true",
-                   help="write a flattened stream to standard output")
-    p.add_argument("-R", dest="rearrange", action="store_true",
-                   help="rebuild DUMPFILE from a flattened stream on standard input")
-    p.add_argument("-L", dest="size_limit", default=None, metavar="SIZE",
-                   help="stop writing at SIZE bytes (K/M/G/T/P/E); the dump is kept, marked "
-                        "incomplete, as on a full disk")
-    p.add_argument("-f", dest="force", action="store_true",
-                   help="overwrite an existing regular DUMPFILE")
-    p.add_argument("-D", dest="debug", action="store_true",
-                   help="debugging messages; internal errors show a traceback")
-    p.add_argument("-h", "--help", dest="help", action="store_true", help="show this help")
-    p.add_argument("-v", dest="version", action="store_true", help="show the version")
-    p.add_argument("--message-level", dest="message_level", type=_int, default=None, metavar="ML",
-                   help="message bitmask: 1 progress, 2 common, 4 error, 8 debug, 16 report "
-                        "(default 7)")
-    p.add_argument("--show-stats", action="store_true", help="print the page-count report")
-    p.add_argument("--split", action="store_true",
-                   help="write the dump into several files: VMCORE DUMPFILE1 DUMPFILE2 ...")
-    p.add_argument("--reassemble", action="store_true",
-                   help="merge split files: DUMPFILE1 DUMPFILE2 ... DUMPFILE")
-    p.add_argument("--splitblock-size", type=_int, default=None, metavar="KB",
-                   help="granularity of --split boundaries in KiB (default 1 GiB)")
-    p.add_argument("--num-threads", type=_int, default=None, metavar="N",
-                   help="compression threads (default: every CPU this process may use)")
-    p.add_argument("--dump-dmesg", action="store_true",
-                   help="write the kernel log of VMCORE to LOGFILE")
-    p.add_argument("--partial-dmesg", action="store_true",
-                   help="with --dump-dmesg: only the messages after the last 'dmesg -c'")
-    p.add_argument("--dry-run", action="store_true",
-                   help="do everything but write the output (the report is printed)")
-    p.add_argument("--check-params", action="store_true",
-                   help="only check the command line: exit 0 if it is valid, read nothing")
-    p.add_argument("--work-dir", default=None, metavar="DIR",
-                   help="directory for temporary files (bitmaps)")
-    p.add_argument("--non-mmap", action="store_true",
-                   help="read the input with pread, never mmap")
-    # Tuning knobs of makedumpfile's own machinery: accepted, no effect.
-    p.add_argument("-b", dest="block_order", type=_int, default=None, metavar="ORDER",
-                   help="accepted for makedumpfile compatibility; no effect")
-    p.add_argument("--cyclic-buffer", type=_int, default=None, metavar="KB",
-                   help="accepted for makedumpfile compatibility; no effect")
-    p.add_argument("--non-cyclic", action="store_true",
-                   help="accepted for makedumpfile compatibility; no effect")
-    # Ours.
-    p.add_argument("--dedup", action="store_true",
-                   help="identical pages share one stored block (kdump file output)")
-    p.add_argument("--zlib-encoder", choices=ZLIB_ENCODERS, default=None,
-                   help="encoder for -c: libdeflate (default; deterministic, faster and smaller "
-                        "than zlib level 1), zlib (makedumpfile's exact bytes) or isal")
-    # makedumpfile options not implemented here: parsed, then refused.
-    unsupported = p.add_argument_group("makedumpfile options dumpfilter does not implement")
-    for dest, spelling in UNSUPPORTED.items():
-        takes_value = spelling not in ("-X", "--mem-usage", "-e")
-        kw = {"action": "append", "metavar": "ARG"} if takes_value else {"action": "store_true"}
-        unsupported.add_argument(spelling, dest=dest, default=None, help=argparse.SUPPRESS, **kw)
-    p.add_argument("paths", nargs="*", metavar="PATH")
-    return p
+class Args:
+    """The parsed command line: one attribute per option ``dest``, and
+    ``paths``."""
+
+    def __init__(self):
+        for o in OPTIONS:
+            setattr(self, o.dest, [] if o.kind == "append" else None if o.kind != "flag" else False)
+        self.paths: List[str] = []
+
+
+def parse_args(argv: List[str]) -> Args:
+    """makedumpfile's getopt_long: options and paths in any order, short
+    options clustered (``-cd31``), long options by any unique prefix."""
+    import getopt
+
+    shorts = "".join(o.short + (":" if o.kind not in ("flag", "const") else "")
+                     for o in OPTIONS if o.short)
+    longs = [o.long + ("=" if o.kind not in ("flag", "const") else "")
+             for o in OPTIONS if o.long]
+    try:
+        found, paths = getopt.gnu_getopt(argv, shorts, longs)
+    except getopt.GetoptError as e:
+        raise UsageError(str(e)) from None
+    by_spelling = {s: o for o in OPTIONS for s in o.spellings}
+    args = Args()
+    for spelling, value in found:
+        o = by_spelling[spelling]
+        if o.kind == "flag":
+            setattr(args, o.dest, True)
+        elif o.kind == "const":
+            setattr(args, o.dest, o.const)
+        elif o.kind == "int":
+            setattr(args, o.dest, _int(value, spelling))
+        elif o.kind == "append":
+            getattr(args, o.dest).append(value)
+        else:
+            setattr(args, o.dest, value)
+    if args.zlib_encoder is not None and args.zlib_encoder not in ZLIB_ENCODERS:
+        raise UsageError(f"--zlib-encoder {args.zlib_encoder!r}: choose from "
+                         f"{', '.join(ZLIB_ENCODERS)}")
+    args.paths = paths
+    return args
+
+
+def help_text() -> str:
+    lines = ["usage: " + USAGE, "",
+             "Filter and compress a Linux crash dump into the kdump-compressed format; "
+             "makedumpfile's command line.", "", "options:"]
+    for o in OPTIONS:
+        if o.dest in UNSUPPORTED:
+            continue
+        names = ", ".join(o.spellings) + (f" {o.metavar}" if o.metavar else "")
+        if not o.help:  # -l -p -z share -c's line
+            continue
+        if o.dest == "codec":
+            names = "-c, -l, -p, -z"
+        lines.append(f"  {names}")
+        lines.append(f"        {o.help}")
+    lines.append("")
+    lines.append("refused (makedumpfile options dumpfilter does not implement): "
+                 + ", ".join(UNSUPPORTED.values()))
+    return "\n".join(lines)
 
 
 def parse_dump_levels(text: str) -> List[int]:
@@ -155,8 +224,8 @@ def parse_dump_levels(text: str) -> List[int]:
         if not part:
             continue
         try:
-            v = _int(part)
-        except argparse.ArgumentTypeError:
+            v = _int(part, "-d")
+        except UsageError:
             raise UsageError(f"invalid dump level {part!r}") from None
         if not 0 <= v <= MAX_DUMP_LEVEL:
             raise UsageError(f"dump level {v} is out of range (0-{MAX_DUMP_LEVEL})")
@@ -191,7 +260,7 @@ def check_params(args) -> str:
     mode: "rearrange", "reassemble", "dmesg", "split", "flat" or "file".
     Also fills ``args.levels`` and ``args.limit``. Raises UsageError."""
     for dest, spelling in UNSUPPORTED.items():
-        if getattr(args, dest):
+        if getattr(args, dest):  # an Args attribute per option
             raise UsageError(f"option {spelling} is not supported by dumpfilter")
     args.levels = parse_dump_levels(args.dump_level) if args.dump_level is not None else [0]
     if args.message_level is not None and not 0 <= args.message_level <= MAX_MESSAGE_LEVEL:
@@ -258,7 +327,9 @@ def check_params(args) -> str:
 
 def parse(argv: Optional[List[str]]):
     """(args, mode); mode is None for -h/-v."""
-    args = build_parser().parse_args(argv)
+    import sys
+
+    args = parse_args(sys.argv[1:] if argv is None else list(argv))
     if args.help or args.version:
         return args, None
     return args, check_params(args)

@@ -395,8 +395,7 @@ def main(argv: Optional[List[str]] = None) -> int:
     from dumpfilter.exits import run_main
 
     argv = sys.argv[1:] if argv is None else argv
-    return run_main(PROG, lambda: run(argv), debug=lambda: "-D" in argv or "--debug" in argv,
-                    quiet_broken_pipe=True)
+    return run_main(PROG, lambda: run(argv), debug=lambda: "-D" in argv or "--debug" in argv)
 
 
 if __name__ == "__main__":
