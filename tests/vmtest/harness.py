@@ -175,6 +175,9 @@ def helper_binary() -> Path:
     if r.returncode != 0:
         raise VMUnavailable(f"cannot build the workload helper (gcc, libc6-dev): {r.stderr[-500:]}")
     os.replace(tmp, out)
+    for old in vm_cache().glob("vmhelper-*"):
+        if old != out and "." not in old.name:
+            old.unlink()
     return out
 
 
