@@ -37,7 +37,7 @@ static uint64_t next_rand(void)
 
 static unsigned long text_line;
 
-static void fill_text(char *p, size_t n)
+static void gen_text(char *p, size_t n)
 {
 	size_t off = 0;
 	char line[160];
@@ -53,6 +53,27 @@ static void fill_text(char *p, size_t n)
 			len = (int)(n - off);
 		memcpy(p + off, line, len);
 		off += len;
+	}
+}
+
+/* Text pages: a pool of generated pages, each copy stamped with a page serial number, so
+ * no two pages are identical (per-page compression sees ordinary log text) while the
+ * emulated CPU is spared snprintf for every line. */
+#define POOL_PAGES 64
+static char text_pool[POOL_PAGES][4096];
+static unsigned long text_pages;
+
+static void fill_text(char *p, size_t n)
+{
+	if (!text_pages)
+		gen_text(&text_pool[0][0], sizeof(text_pool));
+	for (size_t off = 0; off < n; off += 4096) {
+		size_t len = n - off < 4096 ? n - off : 4096;
+		unsigned long serial = text_pages++;
+		memcpy(p + off, text_pool[serial % POOL_PAGES], len);
+		char stamp[24];
+		int sl = snprintf(stamp, sizeof(stamp), "%016lx ", serial);
+		memcpy(p + off, stamp, (size_t)sl < len ? (size_t)sl : len);
 	}
 }
 
