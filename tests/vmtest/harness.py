@@ -444,7 +444,7 @@ def figures_table(res: VMResult) -> str:
     lines = [f"{c['name']}: {c['mem_mib']} MiB guest, crashkernel={c['crashkernel']}, "
              f"MemTotal {int(res.info.get('memtotal_kb', 0)):,} kB, rootfs (Shmem) "
              f"{int(res.info.get('shmem_kb', 0)):,} kB, /proc/vmcore {int(res.info.get('vmcore_bytes', 0)):,} bytes",
-             f"| collector line | exit | in-guest wall | VmHWM at exit (highest polled) | min MemFree | min MemAvailable | MemAvailable before |",
+             f"| collector line | exit | in-guest wall (user+sys) | VmHWM at exit (highest polled) | min MemFree | min MemAvailable | MemAvailable before |",
              "|---|---|---|---|---|---|---|"]
     for key, line in names:
         r = res.runs.get(key)
@@ -452,7 +452,8 @@ def figures_table(res: VMResult) -> str:
             lines.append(f"| `{line}` | (not run) | | | | | |")
             continue
         lines.append(
-            f"| `{line}` | {r.get('rc')} | {int(r.get('wall_ms', 0)) / 1000:.2f} s | "
+            f"| `{line}` | {r.get('rc')} | {int(r.get('wall_ms', 0)) / 1000:.2f} s "
+            f"({(int(r.get('user_ms', 0)) + int(r.get('sys_ms', 0))) / 1000:.2f} s) | "
             f"{int(r.get('maxrss_kb') or 0):,} kB ({int(r.get('hwm_polled_kb') or 0):,}) | "
             f"{int(r.get('minfree_kb', 0)):,} kB | "
             f"{int(r.get('minavail_kb', 0)):,} kB | {int(r.get('avail_before_kb', 0)):,} kB |")

@@ -52,7 +52,7 @@ def test_figures_table_lists_three_lines():
                                             "hwm_polled_kb": "19000", "minfree_kb": "100",
                                             "minavail_kb": "200", "avail_before_kb": "300"}})
     t = harness.figures_table(res)
-    assert "| 0 | 1.50 s | 20,000 kB (19,000) | 100 kB | 200 kB | 300 kB |" in t
+    assert "| 0 | 1.50 s (0.00 s) | 20,000 kB (19,000) | 100 kB | 200 kB | 300 kB |" in t
     assert t.count("(not run)") == 2
 
 
