@@ -1,0 +1,1 @@
+"""QEMU harness for real kdump captures (see harness.py)."""
