@@ -115,7 +115,7 @@ def test_version_in_image(unpacked):
 
 def test_core_collector_line_in_image(unpacked, tmp_path):
     sample = tmp_path / "sample.vmcore"
-    r = subprocess.run([sys.executable, "-m", "dumpfilter.synthetic", str(sample), "--mem-mib", "32"],
+    r = subprocess.run([sys.executable, "-m", "dumpfilter.testing.synthetic", str(sample), "--mem-mib", "32"],
                        env=_env(), capture_output=True, text=True)
     assert r.returncode == 0, r.stderr
     shutil.copy(sample, unpacked / "vmcore")

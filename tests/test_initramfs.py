@@ -57,7 +57,7 @@ def payload(tmp_path_factory):
 def sample(tmp_path_factory):
     d = tmp_path_factory.mktemp("sample")
     p = d / "sample.vmcore"
-    r = subprocess.run([sys.executable, "-m", "dumpfilter.synthetic", str(p), "--mem-mib", "32"],
+    r = subprocess.run([sys.executable, "-m", "dumpfilter.testing.synthetic", str(p), "--mem-mib", "32"],
                        env=_env(), cwd=REPO, capture_output=True, text=True)
     assert r.returncode == 0, r.stderr
     return p
@@ -130,7 +130,7 @@ def test_payload_contents(payload):
     assert any(n.endswith("dumpfilter/cli.pyc") for n in ents) or any(
         n.startswith("usr/lib/dumpfilter/dumpfilter/") for n in ents)
     # the synthetic builder, the report tool and the payload builder are not collector code
-    for unwanted in ("dumpfilter/synthetic/", "dumpfilter/initramfs/", "dumpfilter/demo.pyc"):
+    for unwanted in ("dumpfilter/testing/", "dumpfilter/initramfs/", "dumpfilter/demo.pyc"):
         assert not [n for n in ents if unwanted in n], unwanted
     for mod in OPTIONAL_CODEC_MODULES:
         assert not [n for n in ents if f"/{mod}/" in n or f"/{mod}." in n], mod

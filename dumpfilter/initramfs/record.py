@@ -132,10 +132,10 @@ def collector_lines(codecs: Sequence[str], sample: str, outdir: str) -> List[Lis
 
 
 def build_sample(python: str, path: str, pkg_parent: str, mem_mib: int = 16) -> None:
-    """The built-in synthetic sample (``python -m dumpfilter.synthetic``)."""
+    """The built-in synthetic sample (``python -m dumpfilter.testing.synthetic``)."""
     env = dict(os.environ)
     env["PYTHONPATH"] = pkg_parent + (os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else "")
-    r = subprocess.run([python, "-m", "dumpfilter.synthetic", path, "--mem-mib", str(mem_mib)],
+    r = subprocess.run([python, "-m", "dumpfilter.testing.synthetic", path, "--mem-mib", str(mem_mib)],
                        capture_output=True, text=True, env=env, stdin=subprocess.DEVNULL)
     if r.returncode != 0:
         raise RuntimeError(f"building the synthetic sample failed: {r.stderr.strip()}")
