@@ -91,6 +91,15 @@ static inline uint8_t *df_lzo_put_ext(uint8_t *op, size_t n)
 	return op;
 }
 
+static inline int df_lzo_little_endian(void)
+{
+	const uint16_t one = 1;
+	uint8_t b;
+
+	memcpy(&b, &one, 1);
+	return b == 1;
+}
+
 // Length of the match between cand and ip (cand < ip), which agree on their
 // first four bytes; it may run up to end. Compares a word at a time (memcpy
 // loads, no alignment assumption) and finishes bytewise.
@@ -105,8 +114,15 @@ static inline size_t df_lzo_match_len(const uint8_t *cand, const uint8_t *ip,
 
 		memcpy(&a, cand + len, sizeof(a));
 		memcpy(&b, ip + len, sizeof(b));
-		if (a != b)
-			break;
+		if (a != b) {
+			// The first differing byte: the lowest set bit of the
+			// difference, as the loads are little endian.
+			uint64_t x = a ^ b;
+
+			if (!df_lzo_little_endian())
+				break;
+			return len + (size_t)(__builtin_ctzll(x) >> 3);
+		}
 		len += sizeof(uint64_t);
 	}
 	while (len < left && cand[len] == ip[len])

@@ -15,7 +15,7 @@ ffibuilder = FFI()
 with open(os.path.join(CSRC, "dumpfilter_cdef.h")) as f:
     ffibuilder.cdef(f.read())
 
-_args = ["-O2", "-Wall", "-Wextra", "-std=c99"]
+_args = ["-O3", "-Wall", "-Wextra", "-std=c99"]
 if os.environ.get("DUMPFILTER_WERROR") == "1":
     _args.append("-Werror")
 
