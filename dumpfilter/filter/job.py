@@ -16,6 +16,7 @@ Every output kind runs the same three steps:
 """
 from __future__ import annotations
 
+import re
 from contextlib import ExitStack
 from dataclasses import dataclass, field
 from typing import Callable, List, Optional, Tuple
@@ -26,7 +27,7 @@ from dumpfilter.errors import DumpFilterError, FaultError, UsageError
 from dumpfilter.filter.dedup import Deduplicator
 from dumpfilter.filter.encode import BATCH_PAGES, Batch, PageEncoder
 from dumpfilter.filter.scan import ScanResult, SinkBitmaps, TempBitmaps, scan
-from dumpfilter.formats.bitmap import bit_slice, clip_bits, count_bits
+from dumpfilter.formats.bitmap import clip_bits, count_bits
 from dumpfilter.formats.elf import EM_X86_64
 from dumpfilter.memory import kernel_memory, phys_base
 from dumpfilter.readers.base import DumpSource
@@ -159,6 +160,31 @@ def kdump_writer(p: Plan, sink: Sink, split_range: Optional[Tuple[int, int]] = N
     return KdumpWriter(sink, layout, fields, codec.flag if codec else 0)
 
 
+_NONZERO = re.compile(rb"[^\x00]")
+#: Bytes of bitmap per window (cycles start on byte boundaries).
+_WINDOW_BYTES = WINDOW_PAGES // 8
+
+
+def _windows(bm: bytes, npages: int):
+    """``(first pfn, pfns, mask, kept pages)`` of the windows of a cycle's
+    bitmap that keep something; runs of empty windows are skipped at C
+    speed (a regex search for the next non-zero byte)."""
+    nbytes = (npages + 7) // 8
+    pos = 0
+    while True:
+        m = _NONZERO.search(bm, pos, nbytes)
+        if m is None:
+            return
+        first = m.start() - m.start() % _WINDOW_BYTES
+        blk = first * 8
+        nblk = min(WINDOW_PAGES, npages - blk)
+        chunk = bm[first:first + (nblk + 7) // 8]
+        v = int.from_bytes(chunk, "little") & ((1 << nblk) - 1)
+        if v:
+            yield blk, nblk, v.to_bytes(len(chunk), "little"), bin(v).count("1")
+        pos = first + _WINDOW_BYTES
+
+
 def write_pages(p: Plan, res: ScanResult, bitmap2: Callable[[int, int], bytes],
                 writer: KdumpWriter, stats: FilterStats,
                 pfn_range: Optional[Tuple[int, int]] = None) -> None:
@@ -205,12 +231,7 @@ def write_pages(p: Plan, res: ScanResult, bitmap2: Callable[[int, int], bytes],
                 continue
             bm = clip_bits(bitmap2(start, (npages + 7) // 8), start, npages, lo, hi)
             expected += count_bits(bm, npages)
-            for blk in range(0, npages, WINDOW_PAGES):
-                nblk = min(WINDOW_PAGES, npages - blk)
-                wmask = bit_slice(bm, blk, nblk)
-                kept = count_bits(wmask, nblk)
-                if not kept:
-                    continue
+            for blk, nblk, wmask, kept in _windows(bm, npages):
                 batch.windows.append((start + blk, nblk, wmask))
                 batch.kept += kept
                 if batch.kept >= BATCH_PAGES:
