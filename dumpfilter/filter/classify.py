@@ -14,14 +14,15 @@ from dumpfilter._core import check, ffi, lib
 from dumpfilter.formats.bitmap import ranges_to_bitmap
 from dumpfilter.errors import FaultError, VmcoreInfoError
 from dumpfilter.filter.layout import build_page_layout, needs_struct_page_scan
-from dumpfilter.memory.sparsemem import MemMapRange, mem_map_ranges, read_struct_pages
+from dumpfilter.memory.sparsemem import MemMapRange, mem_map_ranges
 from dumpfilter.memory import kernel_memory
 from dumpfilter.readers.base import DumpSource
 from dumpfilter.vmcoreinfo import VmcoreInfo
 
 #: pfns per cycle: 1 Mi pfns = 4 GiB of RAM, 128 KiB per bitmap chunk.
 CYCLE_PFNS = 1 << 20
-#: struct pages per C call: 32 Ki pfns = 2 MiB of struct page.
+#: struct pages per C call: 32 Ki pfns = 2 MiB of struct page (one
+#: vmemmap leaf at 64-byte struct pages).
 BATCH_PFNS = 1 << 15
 
 CLASS_NAMES = {
@@ -79,7 +80,6 @@ class Classifier:
                     raise VmcoreInfoError("VMCOREINFO names no page-table root "
                                           "(SYMBOL(init_top_pgt)): cannot read struct pages")
             self._mm = mem_map_ranges(self._mem, info, self.max_pfn)
-            self._buf = bytearray((BATCH_PFNS + 1) * self._sizeof_page)
         self._carry = ffi.new("struct df_classify_carry *")
         self._counts = ffi.new("uint64_t[]", lib.DF_NCLASSES)
 
@@ -109,24 +109,40 @@ class Classifier:
             lo, hi = max(mm.start_pfn, start), min(mm.end_pfn, end)
             pfn = lo
             while pfn < hi:
-                count = min(BATCH_PFNS, hi - pfn)
+                # Batches end on multiples of BATCH_PFNS: with vmemmap the
+                # struct pages of one batch are then one 2 MiB leaf.
+                count = min(BATCH_PFNS - pfn % BATCH_PFNS, hi - pfn)
                 # page[1] of the batch's last entry, when the array has it.
                 extra = 1 if pfn + count < mm.end_pfn else 0
-                view = memoryview(self._buf)
+                vaddr = mm.vaddr + (pfn - mm.start_pfn) * self._sizeof_page
                 try:
-                    read_struct_pages(self._mem, mm, pfn, count + extra, view, self._sizeof_page)
+                    if extra and count > 8:
+                        # The batch's struct pages fill one vmemmap leaf
+                        # and are mapped, not copied; page[1] of its last
+                        # entry lies in the next leaf, so the last 8 pfns
+                        # go through a small copy.
+                        with self._mem.view(vaddr, count * self._sizeof_page) as pages:
+                            self._classify_batch(pages, pfn, count - 8, 1, start, b1p, b2p)
+                        tail = vaddr + (count - 8) * self._sizeof_page
+                        pages = self._mem.read(tail, 9 * self._sizeof_page)
+                        self._classify_batch(pages, pfn + count - 8, 8, 1, start, b1p, b2p)
+                    else:
+                        size = (count + extra) * self._sizeof_page
+                        with self._mem.view(vaddr, size) as pages:
+                            self._classify_batch(pages, pfn, count, extra, start, b1p, b2p)
                 except FaultError as e:
                     msg = (f"struct pages of pfns {pfn:#x}-{pfn + count - 1:#x} unreadable "
                            f"({e}); those pages are kept")
                     self.result.warnings.append(msg)
-                    pfn += count
-                    continue
-                rel = pfn - start
-                if rel % 8:
-                    raise AssertionError("classifier batches must start on a byte boundary")
-                status = lib.df_classify_pages(
-                    ffi.from_buffer(self._buf), count, extra, pfn,
-                    b1p + rel // 8, self.dump_level, self._layout,
-                    b2p + rel // 8, self._counts, ffi.NULL, self._carry)
-                check(status, "classifying struct pages")
                 pfn += count
+
+    def _classify_batch(self, pages, pfn: int, count: int, extra: int, start: int,
+                        b1p, b2p) -> None:
+        rel = pfn - start
+        if rel % 8:
+            raise AssertionError("classifier batches must start on a byte boundary")
+        status = lib.df_classify_pages(
+            ffi.from_buffer(pages), count, extra, pfn,
+            b1p + rel // 8, self.dump_level, self._layout,
+            b2p + rel // 8, self._counts, ffi.NULL, self._carry)
+        check(status, "classifying struct pages")

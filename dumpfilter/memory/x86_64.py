@@ -13,6 +13,7 @@ from collections import OrderedDict
 from typing import Optional, Tuple
 
 from dumpfilter.errors import FaultError, VmcoreInfoError
+from dumpfilter.memory.base import KernelMemory
 from dumpfilter.readers.base import DumpSource
 from dumpfilter.vmcoreinfo import VmcoreInfo
 
@@ -39,7 +40,7 @@ def kernel_phys_base(info: VmcoreInfo, source: Optional[DumpSource] = None) -> i
     return 0
 
 
-class X86_64Memory:
+class X86_64Memory(KernelMemory):
     """Reads the dumped kernel's virtual memory through its page tables.
 
     ``translate`` returns the physical address and how many bytes after it
@@ -113,26 +114,3 @@ class X86_64Memory:
             table = addr
             shift -= 9
         raise AssertionError("unreachable")
-
-    def vtop(self, vaddr: int) -> int:
-        return self.translate(vaddr)[0]
-
-    def read(self, vaddr: int, size: int) -> bytes:
-        """Read ``size`` bytes of kernel virtual memory."""
-        out = bytearray(size)
-        self.read_into(vaddr, memoryview(out))
-        return bytes(out)
-
-    def read_into(self, vaddr: int, out: memoryview) -> None:
-        pos, n = 0, len(out)
-        while pos < n:
-            paddr, left = self.translate(vaddr + pos)
-            chunk = min(left, n - pos)
-            self.source.read_phys_into(paddr, out[pos : pos + chunk])
-            pos += chunk
-
-    def read_u64(self, vaddr: int) -> int:
-        return struct.unpack("<Q", self.read(vaddr, 8))[0]
-
-    def read_u32(self, vaddr: int) -> int:
-        return struct.unpack("<I", self.read(vaddr, 4))[0]

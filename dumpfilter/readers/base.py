@@ -150,6 +150,13 @@ class DumpSource(abc.ABC):
         with self.window(start_pfn, npages) as view:
             gather_pages(view, self.page_size, npages, mask, out)
 
+    @contextmanager
+    def map_phys(self, paddr: int, size: int) -> Iterator[memoryview]:
+        """``size`` bytes of physical memory at ``paddr`` for the ``with``
+        block, checked like ``read_phys``. The default copies; formats that
+        can map their file do so."""
+        yield memoryview(self.read_phys(paddr, size))
+
     def read_phys(self, paddr: int, size: int) -> bytes:
         """Read ``size`` bytes of physical memory. Raises ``FaultError`` if
         any page touched is not RAM or not present in the file."""

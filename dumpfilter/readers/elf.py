@@ -274,6 +274,18 @@ class ElfSource(DumpSource):
             self.read_pages(start_pfn, npages, memoryview(buf))
             yield memoryview(buf)
 
+    @contextmanager
+    def map_phys(self, paddr: int, size: int) -> Iterator[memoryview]:
+        """Mapped, not copied, when the range lies in one file-backed
+        piece (struct-page arrays: the scan reads 1/64 of RAM this way)."""
+        parts = list(self._walk(paddr, size))
+        if len(parts) == 1 and parts[0][2] >= 0 and size:
+            with self._mapped(parts[0][2], size) as view:
+                yield view
+            return
+        with super().map_phys(paddr, size) as view:
+            yield view
+
     def gather(self, start_pfn: int, npages: int, mask: bytes, out: memoryview) -> None:
         """Dense windows (a quarter or more of the pages kept) are mapped
         and the kept pages copied out in C; sparse ones are read run by run
