@@ -96,6 +96,7 @@ def run_file(args, msgs: Messages) -> int:
 
     vmcore, dumpfile = args.paths
     with _open(args, vmcore) as source:
+        msgs.debug(f"opened {vmcore}: {source.format_name}, {source.max_pfn} pfns")
         _require_elf_input(source, args.elf)
         job = _job(args)
         if args.dry_run:
@@ -123,6 +124,7 @@ def run_file(args, msgs: Messages) -> int:
                         "header); it may still be analysable") from None
                 out.keep()
                 break
+    msgs.debug("output closed")
     return _finish(msgs, stats, f"The dumpfile is saved to {dumpfile}.")
 
 

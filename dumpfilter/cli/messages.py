@@ -20,6 +20,28 @@ from typing import List, Optional, Tuple
 ML_PROGRESS, ML_COMMON, ML_ERROR, ML_DEBUG, ML_REPORT = 1, 2, 4, 8, 16
 
 
+def _since_start() -> float:
+    """Seconds since this process started (/proc/self/stat start time
+    against /proc/uptime), or since the first call where /proc is not
+    readable."""
+    global _START
+    if _START is None:
+        try:
+            import os
+
+            with open("/proc/self/stat") as f:
+                ticks = int(f.read().rsplit(")", 1)[1].split()[19])
+            with open("/proc/uptime") as f:
+                uptime = float(f.read().split()[0])
+            _START = time.monotonic() - (uptime - ticks / os.sysconf("SC_CLK_TCK"))
+        except (OSError, ValueError, IndexError):
+            _START = time.monotonic()
+    return time.monotonic() - _START
+
+
+_START = None
+
+
 class Messages:
     SPINNER = "/|\\-"
 
@@ -44,8 +66,10 @@ class Messages:
             self._out(text)
 
     def debug(self, text: str) -> None:
+        """A debugging message, stamped with the seconds since the process
+        started (where does a run's time go, e.g. in a capture kernel)."""
         if self.level & ML_DEBUG:
-            self._out(text)
+            self._out(f"[{_since_start():8.3f}] {text}")
 
     def report(self, text: str) -> None:
         if self.level & ML_REPORT:
@@ -61,11 +85,13 @@ class Messages:
         now = time.monotonic()
         if step != self._step:
             self._step, self._step_start, self._lapse = step, now, 0
+            self.debug(f"step: {step}")
         finished = done >= total
         if self.level & ML_PROGRESS:
             if not (self.tty and self._draw_bar(step, done, total)):
                 self._print_line(step, done, total, now, finished)
         if finished:
+            self.debug(f"step done: {step}")
             elapsed = now - self._step_start
             self.step_times.append((step, elapsed))
             self.report(f"STEP [{step}] : {elapsed:.6f} seconds")

@@ -33,10 +33,13 @@ from dumpfilter.formats.elf import (
 )
 from dumpfilter.formats.elfnotes import find_vmcoreinfo
 from dumpfilter.errors import CorruptDumpError, NotAVmcoreError, TruncatedDumpError
-from dumpfilter.readers.base import DumpSource, LoadSegment, PhysRange
+from dumpfilter.readers.base import DumpSource, LoadSegment, PhysRange, gather_pages
 
 #: Largest mmap window handed out by page_windows (bytes).
 WINDOW_BYTES = 4 << 20
+#: Mappings kept per thread by gather() (bytes, a multiple of the page
+#: and allocation granularity).
+REGION_BYTES = 4 << 20
 
 
 @dataclass(frozen=True)
@@ -95,6 +98,7 @@ class ElfSource(DumpSource):
         # /proc/vmcore reports its real size; a regular file's size is the
         # truth for truncation checks.
         self._size = st.st_size
+        self._regions = _Regions(self._fd, self._size)
         ident = os.pread(self._fd, EHDR.size, 0)
         if len(ident) < 4 or ident[:4] != ELFMAG:
             raise NotAVmcoreError(f"{self.path}: not an ELF file")
@@ -292,10 +296,19 @@ class ElfSource(DumpSource):
         with pread, so no mapping is made and no page fault taken for the
         pages left out."""
         kept = count_bits(mask, npages)
+        ps = self.page_size
         if self.use_mmap and 4 * kept >= npages:
+            parts = list(self._walk(start_pfn * ps, npages * ps))
+            if len(parts) == 1 and parts[0][2] >= 0:
+                view = self._regions.view(parts[0][2], npages * ps)
+                try:
+                    gather_pages(view, ps, npages, mask, out)
+                finally:
+                    view.release()
+                return
             super().gather(start_pfn, npages, mask, out)
             return
-        ps, pos = self.page_size, 0
+        pos = 0
         for a, b in set_runs(mask, start_pfn):
             n = (min(b, start_pfn + npages) - a) * ps
             self.read_pages(a, n // ps, out[pos:pos + n])
@@ -303,5 +316,55 @@ class ElfSource(DumpSource):
 
     def close(self) -> None:
         if self._fd >= 0:
+            self._regions.close()
             os.close(self._fd)
             self._fd = -1
+
+
+class _Regions:
+    """Per-thread read-only mappings of REGION_BYTES of the file, kept
+    while consecutive windows fall inside them: pass 2 maps /proc/vmcore a
+    few MiB at a time instead of once per 1 MiB window (each mmap of
+    /proc/vmcore sets up every page table entry of the range)."""
+
+    def __init__(self, fd: int, size: int):
+        import threading
+
+        self.fd, self.size = fd, size
+        self._local = threading.local()
+        self._all: list = []
+        self._lock = threading.Lock()
+
+    def view(self, offset: int, size: int) -> memoryview:
+        """``size`` bytes at file ``offset``; release the view after use."""
+        loc = self._local
+        cur = getattr(loc, "map", None)
+        if cur is None or not cur[0] <= offset or offset + size > cur[0] + cur[1]:
+            if cur is not None:
+                self._drop(cur)
+            start = offset - offset % REGION_BYTES
+            length = max(min(REGION_BYTES, self.size - start), offset + size - start)
+            m = mmap.mmap(self.fd, length, mmap.MAP_SHARED, mmap.PROT_READ, offset=start)
+            cur = loc.map = (start, length, m)
+            with self._lock:
+                self._all.append(cur)
+        return memoryview(cur[2])[offset - cur[0]:offset - cur[0] + size]
+
+    def _drop(self, cur) -> None:
+        with self._lock:
+            if cur in self._all:
+                self._all.remove(cur)
+        try:
+            cur[2].close()
+        except BufferError:  # a view is still out: the GC unmaps it
+            pass
+
+    def close(self) -> None:
+        with self._lock:
+            maps, self._all = self._all, []
+        for cur in maps:
+            try:
+                cur[2].close()
+            except BufferError:
+                pass
+
