@@ -250,6 +250,30 @@ df_status df_lzo1x_1_compress(const uint8_t *src, size_t src_len,
 		ip = src;
 		table[df_lzo_hash(df_lzo_load32le(ip), shift)] = 0;
 		ip++;
+		// Inputs no longer than the farthest distance a match can code
+		// (pages): every slot holds an earlier position of this input
+		// (the table starts at 0, position 0), so a candidate needs only
+		// its bytes checked. Same decisions as the general loop below.
+		while (src_len <= DF_LZO_FAR_MAX_DIST && ip < limit) {
+			uint32_t v = df_lzo_load32le(ip);
+			uint32_t h = df_lzo_hash(v, shift);
+			const uint8_t *cand = src + table[h];
+			size_t len;
+
+			table[h] = (uint16_t)(ip - src);
+			if (df_lzo_load32le(cand) != v) {
+				ip += 1 + ((size_t)(ip - lit) >> 5);
+				continue;
+			}
+			len = df_lzo_match_len(cand, ip, end);
+			if (ip > lit && !df_lzo_put_literals(&out, lit,
+							     (size_t)(ip - lit)))
+				return DF_ERR_OVERFLOW;
+			if (!df_lzo_put_match(&out, len, (size_t)(ip - cand)))
+				return DF_ERR_OVERFLOW;
+			ip += len;
+			lit = ip;
+		}
 		while (ip < limit) {
 			uint32_t v = df_lzo_load32le(ip);
 			uint32_t h = df_lzo_hash(v, shift);
