@@ -11,7 +11,7 @@ ends there (the kernel thread's first frame).
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Dict, List, Optional, Tuple
 
 _SYSCALL = ["do_syscall_64", "entry_SYSCALL_64_after_hwframe"]

@@ -291,7 +291,7 @@ class _Installer:
 
     # ---------------------------------------------------------------- tasks
     def tasks(self) -> Dict[str, int]:
-        b, c = self.b, self.c
+        c = self.c
         kthread_user = not is_end_frame(c.frame_names()[-1])
         plan = [(1, "init", False), (2, "kthreadd", True)]
         plan += [(pid, comm, "/" in comm or comm.startswith("k")) for pid, comm in c.others]
