@@ -159,6 +159,27 @@ def make_record(item: Dict, shrink: Optional[Dict] = None) -> Dict:
     return rec
 
 
+#: What a triage imports: loaded in the worker process before it forks, so
+#: that a child starts with them (no import per dump).
+WARM_MODULES = (
+    "dumpfilter.report.cli", "dumpfilter.report.context", "dumpfilter.report.kallsyms",
+    "dumpfilter.report.btf", "dumpfilter.report.printk", "dumpfilter.report.tasks",
+    "dumpfilter.report.sysinfo", "dumpfilter.report.backtrace", "dumpfilter.report.modules",
+    "dumpfilter.readers.elf", "dumpfilter.readers.kdump", "dumpfilter.readers.flattened",
+    "dumpfilter.readers.splitset", "dumpfilter.memory.x86_64", "dumpfilter.memory.sparsemem",
+    "dumpfilter.filter.classify", "dumpfilter._core",
+)
+SHRINK_MODULES = ("dumpfilter.fleet.shrink", "dumpfilter.filter.job", "dumpfilter.writers.output",
+                  "dumpfilter.codecs.encoders")
+
+
+def warm_up(shrink: bool = False) -> None:
+    import importlib
+
+    for name in WARM_MODULES + (SHRINK_MODULES if shrink else ()):
+        importlib.import_module(name)
+
+
 def triage_item(item: Dict, opts: Dict) -> Dict:
     """The task one Dask worker runs for one dump: :func:`make_record` in
     a forked child (``isolate.run_isolated``: ``opts["timeout"]`` seconds,
@@ -166,6 +187,7 @@ def triage_item(item: Dict, opts: Dict) -> Dict:
     from dumpfilter.fleet.isolate import run_isolated
 
     t0 = time.monotonic()
+    warm_up(bool(opts.get("shrink")))
     kind, value, attempts = run_isolated(make_record, (item, opts.get("shrink")), opts.get("timeout"),
                                          opts.get("isolate", True))
     if kind == "ok":
