@@ -24,6 +24,9 @@ ATTEMPTS = 2
 
 
 def _child(fn: Callable, args: tuple, wfd: int) -> None:
+    import faulthandler
+
+    faulthandler.disable()  # a crash here is reported by the parent, once
     status = 0
     try:
         try:
