@@ -62,10 +62,9 @@ def real_dumps(kdump_vmcore, qemu_elf, qemu_flat, mdf_d31_zlib, mdf_d31_lzo, tmp
     return out
 
 
-def _triage(args, out_dir, **kw):
+def _triage(args, out_dir, progress="--no-progress"):
     return subprocess.Popen([sys.executable, "-m", "dumpfilter.fleet", *map(str, args), "--out", str(out_dir),
-                             "--no-progress"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                            env=ENV, **kw)
+                             progress], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=ENV)
 
 
 def _lines(path: Path) -> int:
@@ -308,9 +307,10 @@ def test_shrink_refilters_and_never_touches_the_original(corpus, tmp_path):
     before = {p: (_sha(p), os.stat(p).st_mtime_ns) for p in inputs}
     out_dir, shrink_dir = tmp_path / "out", tmp_path / "small"
     proc = _triage([*inputs, "--workers", "1", "--shrink", "-d", "31", "-z", "--shrink-dir", shrink_dir],
-                   out_dir)
+                   out_dir, progress="--progress")
     out, err = proc.communicate(timeout=600)
     assert proc.returncode == 0, err
+    assert "3/3 [" in err and ("dump/s]" in err or "s/dump]" in err)  # tqdm: done / total, rate
     assert {p: (_sha(p), os.stat(p).st_mtime_ns) for p in inputs} == before
     by_path = _records(out_dir)
     assert set(by_path) == {elf, split[0], flat}
