@@ -45,9 +45,11 @@ def test_report_man_page_lists_exactly_the_options():
 def test_readme_options_exist():
     """Every option the README's usage tables name is one of the tools'."""
     from dumpfilter.cli.options import option_strings
+    from dumpfilter.fleet.cli import build_parser as triage_parser
     from dumpfilter.report.cli import build_parser as report_parser
 
-    known = set(option_strings()) | _parser_options(report_parser())
+    known = (set(option_strings()) | _parser_options(report_parser())
+             | _parser_options(triage_parser()))
     text = (REPO / "README.md").read_text()
     rows = re.findall(r"^\| *`([^`]+)`", text, re.M)
     named = {tok for row in rows for tok in re.findall(r"(?<![\w-])(--?[a-zA-Z][\w-]*)", row)}

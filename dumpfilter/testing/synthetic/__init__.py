@@ -23,7 +23,9 @@ Public API
     crashkernel, five_level, direct_map_page ("1G"/"2M"), vmemmap_page
     ("2M"/"4K"), sme_mask, kaslr, sparsemem_extreme, mem_section_size, nr_cpus,
     ELF quirks (elf_vaddrs, kernel_alias_load, phdrs_after_shdrs, bad_ehsize,
-    misalign, short_last_load_pages), straddle_buddy, crashtime.
+    misalign, short_last_load_pages), straddle_buddy, crashtime, crash (a
+    name in ``crashes.CRASHES`` or a ``crashes.CrashSpec``: tasks, a panic
+    task and its stack, see ``tasks.py``).
 ``ImageInfo``
     Addresses used (page_offset_base, vmemmap_base, kernel_vaddr/paddr,
     phys_base, kaslr_offset, symbols), RAM ranges, written PT_LOADs, present
@@ -36,16 +38,21 @@ Public API
 ``expected_counts(image, dump_level) -> dict``
     makedumpfile's rules applied to the truth table (not to struct page bytes).
 
-Not modelled (left for later): printk ring buffer and kallsyms tables (their
-VMCOREINFO keys are therefore not exported), zone free lists (``nr_zones`` is 0,
-so a free-list walker finds nothing; use buddy detection), per-cpu data, tasks.
+With ``crash`` set, the image also carries what ``dumpfilter-report`` reads:
+kallsyms and BTF, a structured printk ring, tasks with per-cpu runqueues, a
+loaded module, ORC tables and a panic stack that they unwind
+(``ImageInfo.crash`` holds the expected panic task and frames). Without it,
+none of these are written (and their VMCOREINFO keys are not exported).
+Not modelled: zone free lists (``nr_zones`` is 0, so a free-list walker finds
+nothing; use buddy detection).
 """
 
+from .crashes import CRASHES, CrashSpec
 from .kernel import ImageInfo, ImageSpec, build_sample, build_vmcore
 from .profiles import PROFILES, Profile, get_profile
 from .truth import CLASS_NAMES, class_counts, expected_bitmap2, expected_counts
 
 __all__ = [
     "ImageInfo", "ImageSpec", "build_sample", "build_vmcore", "PROFILES", "Profile", "get_profile",
-    "CLASS_NAMES", "class_counts", "expected_bitmap2", "expected_counts",
+    "CLASS_NAMES", "class_counts", "expected_bitmap2", "expected_counts", "CRASHES", "CrashSpec",
 ]

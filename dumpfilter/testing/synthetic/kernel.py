@@ -87,6 +87,7 @@ class ImageSpec:
     short_last_load_pages: int = 0  # last PT_LOAD has p_filesz < p_memsz by this many pages
     straddle_buddy: bool = True  # an order-3 buddy block across each 65536-pfn boundary
     crashtime: int = 1795691979
+    crash: Optional[object] = None  # crashes.CrashSpec or a name in crashes.CRASHES (tasks.py)
 
     def resolved_ram_ranges(self) -> List[Tuple[int, int]]:
         if self.ram_ranges:
@@ -121,6 +122,9 @@ class _Builder:
                                | {(b // PAGE - 1) >> 15 for a, b in self.ram})
         self.sme = spec.sme_mask
         self.l5 = spec.five_level
+        self.cpu_regs: Dict[int, Dict[str, int]] = {}  # NT_PRSTATUS overrides (tasks.py)
+        self.cpu_pids: Dict[int, int] = {}
+        self.crash: Optional[dict] = None
 
     # ------------------------------------------------------------------ memory helpers
     def wpage(self, pfn: int) -> bytearray:
@@ -664,8 +668,9 @@ class _Builder:
             regs.update(rip=self.kernel_vaddr + rng.randrange(0x100000, 0x180000), cs=0x10, ss=0x18,
                         eflags=0x246, rsp=self.page_offset_base + self.mb_top * PAGE - 8 * (cpu + 1),
                         orig_rax=(1 << 64) - 1, fs_base=0, gs_base=0, ds=0, es=0, fs=0, gs=0)
-            out += elfcore.make_note("CORE", elfcore.NT_PRSTATUS,
-                                     elfcore.make_prstatus(1 if cpu == 0 else 0, regs))
+            regs.update(self.cpu_regs.get(cpu, {}))
+            pid = self.cpu_pids.get(cpu, 1 if cpu == 0 else 0)
+            out += elfcore.make_note("CORE", elfcore.NT_PRSTATUS, elfcore.make_prstatus(pid, regs))
         return out + elfcore.make_vmcoreinfo_note(vmcoreinfo)
 
     # ------------------------------------------------------------------ ELF
@@ -705,6 +710,11 @@ def build_vmcore(path: str, spec: Optional[ImageSpec] = None, **overrides) -> Im
     b.build_page_tables()
     b.build_mem_section()
     sym = b.build_kernel_data()
+    crash_lines = []
+    if spec.crash is not None:
+        from .tasks import install_crash
+
+        crash_lines = install_crash(b, spec.crash)
     b.place_workload()
     # any RAM still unassigned (tiny leftovers) becomes kernel memory
     for p in range(b.max_pfn):
@@ -713,7 +723,7 @@ def build_vmcore(path: str, spec: Optional[ImageSpec] = None, **overrides) -> Im
     b.make_corpus()
     b.fill_contents()
     b.write_struct_pages()
-    info_text = b.vmcoreinfo(sym)
+    info_text = b.vmcoreinfo(sym) + "".join(line + "\n" for line in crash_lines)
     segs = b.load_segments()
 
     pages = b.pages
@@ -748,7 +758,7 @@ def build_vmcore(path: str, spec: Optional[ImageSpec] = None, **overrides) -> Im
         phys_base=b.phys_base, symbols=sym, ram_ranges=list(b.ram), crashkernel=spec.crashkernel,
         loads=written, max_pfn=b.max_pfn, sections=list(b.sections), page_class=b.cls, zero=zero,
         in_dump=in_dump, folios=list(b.folios), buddy_blocks=list(b.buddy), mappings=list(b.mappings),
-        utsname=b.utsname, _pages=pages,
+        utsname=b.utsname, _pages=pages, crash=b.crash,
     )
 
 

@@ -165,6 +165,8 @@ class ImageInfo:
     mappings: List[Tuple[int, int, int, int]]  # (vaddr, paddr, size, page size) as mapped
     utsname: Tuple[str, ...]
     _pages: Dict[int, bytes] = field(repr=False, default_factory=dict)
+    #: The panic the image carries (tasks.install_crash), or None.
+    crash: Optional[Dict[str, Any]] = None
 
     # -- memory as the builder wrote it
     def page_bytes(self, pfn: int) -> bytes:

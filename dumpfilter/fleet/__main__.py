@@ -1,0 +1,5 @@
+import sys
+
+from dumpfilter.fleet.cli import main
+
+sys.exit(main())
