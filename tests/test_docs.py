@@ -42,6 +42,15 @@ def test_report_man_page_lists_exactly_the_options():
     assert man - parser - known_elsewhere == set()
 
 
+def test_triage_man_page_lists_exactly_the_options():
+    from dumpfilter.fleet.cli import build_parser
+
+    parser = _parser_options(build_parser())
+    man = _man_options("dumpfilter-triage.1")
+    assert parser - man == set()
+    assert man - parser - {"--split"} == set()
+
+
 def test_readme_options_exist():
     """Every option the README's usage tables name is one of the tools'."""
     from dumpfilter.cli.options import option_strings
@@ -71,7 +80,8 @@ def test_pip_install_puts_man_pages_where_man_finds_them(tmp_path):
     assert (venv / "share/man/man1/dumpfilter-report.1").is_file()
     env = dict(os.environ, PATH=f"{venv / 'bin'}:/usr/bin:/bin")
     env.pop("MANPATH", None)
-    for name, where in (("dumpfilter", "man8"), ("dumpfilter-report", "man1")):
+    for name, where in (("dumpfilter", "man8"), ("dumpfilter-report", "man1"),
+                        ("dumpfilter-triage", "man1")):
         w = subprocess.run(["man", "-w", name], capture_output=True, text=True, env=env)
         assert w.returncode == 0, w.stderr
         assert w.stdout.strip() == str(venv / "share/man" / where / f"{name}.{where[-1]}")
