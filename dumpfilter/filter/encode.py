@@ -17,7 +17,6 @@ from __future__ import annotations
 import os
 import threading
 from collections import deque
-from concurrent.futures import Future
 from dataclasses import dataclass, field
 from typing import Callable, Deque, List, Optional, Tuple
 
@@ -84,12 +83,8 @@ class PageEncoder:
         self.gather_on_workers = gather_on_workers and self.threads > 1
         self._hash = page_hasher() if dedup else None
         self._local = threading.local()
-        self._pool = None
-        if self.threads > 1:
-            from concurrent.futures import ThreadPoolExecutor
-
-            self._pool = ThreadPoolExecutor(self.threads)
-        self._pending: Deque[Future] = deque()
+        self._pool = _OrderedPool(self.threads) if self.threads > 1 else None
+        self._pending: Deque[_Slot] = deque()
 
     def _scratch(self, size: int) -> memoryview:
         """This thread's gather buffer (reused across batches)."""
@@ -138,8 +133,7 @@ class PageEncoder:
         if not batch.kept:
             return
         if self._pool is None:
-            fut: Future = Future()
-            fut.set_result(self._task(batch, None))
+            fut = _Slot.done(self._task(batch, None))
         elif self.gather_on_workers:
             fut = self._pool.submit(self._task, batch, None)
         else:  # the source is read on this thread only
@@ -157,5 +151,80 @@ class PageEncoder:
 
     def close(self) -> None:
         if self._pool is not None:
-            self._pool.shutdown(wait=True, cancel_futures=True)
+            self._pool.shutdown()
             self._pool = None
+
+
+class _Slot:
+    """The result of one task, set once by a worker; ``result()`` waits for it.
+    (concurrent.futures would do, but it imports logging and friends — ~6 ms
+    of a collector run's start-up.)"""
+
+    __slots__ = ("_lock", "_value", "_error")
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._lock.acquire()  # released when the value is in
+        self._value = None
+        self._error: Optional[BaseException] = None
+
+    @classmethod
+    def done(cls, value) -> "_Slot":
+        slot = cls()
+        slot._value = value
+        slot._lock.release()
+        return slot
+
+    def set(self, value, error: Optional[BaseException]) -> None:
+        self._value, self._error = value, error
+        self._lock.release()
+
+    def result(self):
+        with self._lock:
+            pass
+        if self._error is not None:
+            raise self._error
+        return self._value
+
+
+class _OrderedPool:
+    """``threads`` daemon workers taking ``(slot, fn, args)`` from one queue.
+    Callers keep the slots in submission order; ``shutdown()`` drops what has
+    not started and waits for the rest."""
+
+    def __init__(self, threads: int) -> None:
+        from queue import SimpleQueue
+
+        self._queue: "SimpleQueue" = SimpleQueue()
+        self._stopping = False
+        self._workers = [threading.Thread(target=self._work, daemon=True,
+                                          name=f"dumpfilter-encode-{i}")
+                         for i in range(threads)]
+        for t in self._workers:
+            t.start()
+
+    def _work(self) -> None:
+        while True:
+            item = self._queue.get()
+            if item is None:
+                return
+            slot, fn, args = item
+            if self._stopping:
+                slot.set(None, RuntimeError("encoder shut down"))
+                continue
+            try:
+                slot.set(fn(*args), None)
+            except BaseException as e:  # handed to the consumer
+                slot.set(None, e)
+
+    def submit(self, fn, *args) -> _Slot:
+        slot = _Slot()
+        self._queue.put((slot, fn, args))
+        return slot
+
+    def shutdown(self) -> None:
+        self._stopping = True
+        for _ in self._workers:
+            self._queue.put(None)
+        for t in self._workers:
+            t.join()

@@ -15,7 +15,6 @@ from __future__ import annotations
 import dataclasses
 import multiprocessing
 import os
-from concurrent.futures import ProcessPoolExecutor
 from contextlib import ExitStack
 from typing import List, Optional, Sequence, Tuple
 
@@ -114,6 +113,8 @@ def split_dump(source: DumpSource, outputs: Sequence[str], options: FilterOption
         _PIECES.update(plan=piece_plan, scan=res, store=store, outputs=files, ranges=ranges)
         try:
             ctx = multiprocessing.get_context("fork")
+            from concurrent.futures import ProcessPoolExecutor
+
             with ProcessPoolExecutor(len(outputs), mp_context=ctx) as pool:
                 results = list(pool.map(_write_piece, range(len(outputs))))
         finally:
