@@ -68,6 +68,11 @@ class Frame:
     scanned: bool = False
     #: Loaded module holding ``pc`` (crash prints ``at <pc> [module]``).
     module: Optional[str] = None
+    #: For a frame with kernel-mode ``regs``: crash's ``[exception RIP:
+    #: sym+off]`` text, and the stack the exception was taken on when it
+    #: is not the interrupted one ("NMI exception stack", "IRQ stack").
+    exception_rip: Optional[str] = None
+    stack_name: Optional[str] = None
 
 
 def _frame(ctx, level: int, slot: int, pc: int) -> Frame:
@@ -182,18 +187,22 @@ def _is_kernel(addr: int) -> bool:
     return addr >= 0xFFFF800000000000
 
 
-def _orc_unwind(ctx, orc: OrcTable, regs: Dict[str, int], bt: Backtrace) -> None:
+def _orc_unwind(ctx, orc: OrcTable, regs: Dict[str, int], bt: Backtrace,
+                exact: bool = True, slot: Optional[int] = None) -> None:
+    """Unwind from ``regs`` (rip, rsp, rbp; more when known). ``exact``:
+    rip is where the CPU stopped (a saved register set), not a return
+    address (whose call site is rip - 1). ``slot``: the stack slot shown
+    for the first frame (default: rsp)."""
     ip, sp, bp = regs["rip"], regs["rsp"], regs["rbp"]
-    slot = sp
-    cur_regs: Optional[Dict[str, int]] = dict(regs)  # registers known for this frame
-    first = True
-    for level in range(MAX_FRAMES):
-        bt.frames.append(_frame(ctx, level, slot, ip))
+    slot = sp if slot is None else slot
+    cur_regs: Optional[Dict[str, int]] = dict(regs) if exact else None
+    for _ in range(MAX_FRAMES):
+        bt.frames.append(_frame(ctx, len(bt.frames), slot, ip))
         if not _is_kernel(ip):
             return
         # Module code has its own ORC tables (not read): scan past it.
-        e = None if _in_module(ctx, ip) else orc.find(ip if first else ip - 1)
-        first = False
+        e = None if _in_module(ctx, ip) else orc.find(ip if exact else ip - 1)
+        exact = False
         if e is not None and (e["type"] == orc.t_eos or e.get("end")):
             return
         if e is None or e["type"] == orc.t_undef or e["sp_reg"] == REG_UNDEFINED:
@@ -242,12 +251,17 @@ def _orc_unwind(ctx, orc: OrcTable, regs: Dict[str, int], bt: Backtrace) -> None
                 vals = struct.unpack("<5Q", ctx.read(cfa, 40))
                 cur_regs = dict(zip(("rip", "cs", "eflags", "rsp", "ss"), vals))
             bt.frames[-1].regs = cur_regs
-            slot = base + IRET_OFFSET
             new_ip, new_sp = cur_regs["rip"], cur_regs["rsp"]
+            if _is_kernel(new_ip):
+                _mark_exception(ctx, bt.frames[-1], sp, new_sp, new_ip)
+            slot = new_sp  # crash shows the interrupted frame at its RSP
             if "rbp" in cur_regs:
                 bp = cur_regs["rbp"]
             if not _is_kernel(new_ip):
                 return  # entered from user mode: the regs are the last frame
+            exact = True  # the interrupted rip is not a return address
+            ip, sp = new_ip, new_sp
+            continue
         else:
             bt.errors.append(f"ORC: unknown frame type {e['type']} at {ip:#x}")
             return
@@ -257,6 +271,24 @@ def _orc_unwind(ctx, orc: OrcTable, regs: Dict[str, int], bt: Backtrace) -> None
         ip, sp = new_ip, new_sp
         if ip == 0:
             return
+
+
+def exception_rip(ctx, rip: int) -> str:
+    """crash's ``sym+off`` (decimal offset) for an exception RIP."""
+    name, mod = ctx.symbolize(rip)
+    if "+0x" in name:
+        base, off = name.split("+0x", 1)
+        name = f"{base}+{int(off, 16)}"
+    return name + (f" [{mod}]" if mod else "")
+
+
+def _mark_exception(ctx, frame: Frame, sp: int, new_sp: int, new_ip: int) -> None:
+    frame.exception_rip = exception_rip(ctx, new_ip)
+    if abs(new_sp - sp) >= THREAD_SIZE:  # the exception ran on its own stack
+        sym = frame.symbol.lower()
+        frame.stack_name = ("NMI exception stack" if "nmi" in sym else
+                            "IRQ stack" if "irq" in sym or "interrupt" in sym else
+                            "exception stack")
 
 
 # --------------------------------------------------------------------------- stack scan
@@ -348,11 +380,26 @@ def format_backtrace(bt: Backtrace) -> List[str]:
     lines = [f'PID: {bt.pid:<7d}  TASK: {bt.task:<16x}  CPU: {bt.cpu:<3d}  COMMAND: "{bt.comm}"'
              + ("  (stack scan)" if bt.method != "orc" else "")]
     for f in bt.frames:
-        lines.append(frame_line(f.level, f.stack, f.symbol, f.pc, f.module, f.scanned))
-        if f.regs is not None:
-            lines.extend(format_regs(f.regs))
+        lines.extend(frame_lines(f.level, f.stack, f.symbol, f.pc, f.module, f.scanned, f.regs,
+                                 f.exception_rip, f.stack_name))
     lines.extend(f"    ({e})" for e in bt.errors)
     return lines
+
+
+def frame_lines(level: int, stack: int, symbol: str, pc: int, module: Optional[str] = None,
+                scanned: bool = False, regs: Optional[Dict[str, int]] = None,
+                exc_rip: Optional[str] = None, stack_name: Optional[str] = None) -> List[str]:
+    """A frame line, then for an exception frame crash's block:
+    ``[exception RIP: ...]`` (kernel-mode regs only), the registers, and
+    ``--- <stack> ---`` when the exception ran on another stack."""
+    out = [frame_line(level, stack, symbol, pc, module, scanned)]
+    if regs is not None:
+        if exc_rip:
+            out.append(f"    [exception RIP: {exc_rip}]")
+        out.extend(format_regs(regs))
+        if stack_name:
+            out.append(f"--- <{stack_name}> ---")
+    return out
 
 
 def frame_line(level: int, stack: int, symbol: str, pc: int, module: Optional[str] = None,
@@ -369,5 +416,5 @@ def function_names(bt: Backtrace) -> List[str]:
 
 
 __all__ = ["Backtrace", "Frame", "OrcTable", "backtrace", "cpu_registers", "format_backtrace",
-           "format_regs", "frame_line", "function_names", "UnwindError"]
+           "format_regs", "frame_line", "frame_lines", "exception_rip", "function_names", "UnwindError"]
 
