@@ -31,7 +31,7 @@ import struct
 import sys
 from typing import Dict, List, Optional
 
-from dumpfilter.errors import DumpFilterError, FaultError, UsageError
+from dumpfilter.errors import CorruptDumpError, DumpFilterError, FaultError, UsageError
 from dumpfilter.exits import EXIT_FAILED as EXIT_FATAL, EXIT_OK, EXIT_PARTIAL  # noqa: F401 - re-exported
 
 PROG = "dumpfilter-report"
@@ -85,12 +85,19 @@ def build_parser() -> argparse.ArgumentParser:
 def open_context(paths: List[str], vmlinux: Optional[str] = None, prefer_vmlinux: bool = False):
     from dumpfilter.report.context import ReportContext, open_source
 
+    from dumpfilter.readers.kdump import KdumpSource
+    from dumpfilter.readers.splitset import KdumpSplitSet, incomplete_message, missing_pieces
+
     if len(paths) == 1:
         source = open_source(paths[0])
+        pieces = [source] if isinstance(source, KdumpSource) and source.split else []
     else:
-        from dumpfilter.readers.splitset import KdumpSplitSet
-
         source = KdumpSplitSet(paths)
+        pieces = list(source.pieces)
+    if pieces and missing_pieces(pieces):
+        msg = incomplete_message(pieces)
+        source.close()
+        raise CorruptDumpError(msg)
     return ReportContext(source, vmlinux=vmlinux, prefer_vmlinux=prefer_vmlinux)
 
 
@@ -405,6 +412,8 @@ def run(argv: Optional[List[str]] = None, stdout=None) -> int:
     else:
         sections = chosen or {"sys"}
     tz = "UTC" if args.utc else None
+    if args.force and not args.vmlinux:
+        raise UsageError("--force goes with --vmlinux PATH")
     if args.prefer_vmlinux and not args.vmlinux:
         raise UsageError("--prefer-vmlinux needs --vmlinux PATH")
     if args.vmlinux and not os.path.isfile(args.vmlinux):
@@ -414,6 +423,10 @@ def run(argv: Optional[List[str]] = None, stdout=None) -> int:
     else:
         ctx = open_context(args.dumpfiles)
     try:
+        if args.vmlinux:
+            from dumpfilter.report.match import check_vmlinux
+
+            check_vmlinux(ctx, args.force)
         rep = collect(ctx, args.dumpfiles, sections, args.vmlinux, tz, options)
     finally:
         ctx.close()
