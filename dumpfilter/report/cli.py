@@ -70,6 +70,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--runq", action="store_true", help="run queues of every CPU (crash's runq)")
     p.add_argument("-T", "--log-time", action="store_true", help="kernel log with wall-clock "
                    "timestamps (crash's log -T); implies --log")
+    p.add_argument("--mount", action="store_true", help="mounts of the panic task's mount "
+                   "namespace (crash's mount)")
+    p.add_argument("--files", metavar="PID", type=int, help="open files of task PID "
+                   "(crash's files PID)")
+    p.add_argument("--net", action="store_true", help="network devices and their IPv4 "
+                   "addresses (crash's net)")
     p.add_argument("--force", action="store_true", help="use a --vmlinux whose build differs "
                    "from the dump's")
     p.add_argument("--json", action="store_true", help="everything as one JSON document")
@@ -352,7 +358,7 @@ def collect(ctx, paths: List[str], sections, vmlinux: Optional[str] = None,
     except DumpFilterError as e:
         tasks_error = str(e)
         errors.append(f"tasks: {e}")
-    need_sys = bool({"sys", "bt", "bt_all", "foreach_bt"} & set(sections)) or \
+    need_sys = bool({"sys", "bt", "bt_all", "foreach_bt", "mount", "net"} & set(sections)) or \
         bool(options.get("log_time"))
     if need_sys:
         rep["sys"] = _sysinfo(ctx, log, tasks, tz, (rep.get("log") or {}).get("error"))
@@ -401,10 +407,11 @@ def run(argv: Optional[List[str]] = None, stdout=None) -> int:
     args = build_parser().parse_args(argv)
     if args.log_time:
         args.log = True
-    chosen = {s for s in SECTIONS + EXTRA_SECTIONS if getattr(args, s, None)}
+    chosen = {s for s in SECTIONS + EXTRA_SECTIONS if getattr(args, s, None) not in (None, False)}
     if args.state and not args.foreach_bt:
         raise UsageError("--state goes with --foreach-bt")
-    options = {"log_time": args.log_time, "states": _states(args.state) if args.state else None}
+    options = {"log_time": args.log_time, "states": _states(args.state) if args.state else None,
+               "files_pid": args.files}
     if args.json:
         # Without section options, the default document (as dumpfilter-triage
         # records it); with them, the banner and those sections.

@@ -1,5 +1,5 @@
 """The sections printed only when asked for (``--bt-all``, ``--foreach-bt``,
-``--kmem``, ``--runq``): which module reads each, and how a section that
+``--kmem``, ``--runq``, ``--mount``, ``--files PID``, ``--net``): which module reads each, and how a section that
 fails is recorded. Each section's reader lives in its own module; this one
 only dispatches, so ``cli.collect`` stays one loop.
 
@@ -12,19 +12,19 @@ from __future__ import annotations
 
 from typing import Dict, List, Optional
 
-from dumpfilter.errors import DumpFilterError, FaultError
+from dumpfilter.errors import DumpFilterError, MissingPageError
 
 
 def filtered_note(ctx, e: DumpFilterError) -> str:
     """The error text, plus which page class the dump level left out when
     the failed read hit a page the dump does not have."""
     msg = str(e)
-    if not isinstance(e, FaultError) or e.address is None:
+    if not isinstance(e, MissingPageError):
         return msg
-    try:
-        from dumpfilter.report.pageclass import class_of_vaddr
+    from dumpfilter.report.pageclass import class_of_pfn
 
-        why = class_of_vaddr(ctx, e.address)
+    try:
+        why = class_of_pfn(ctx, e.address // (ctx.info.page_size or 4096))
     except DumpFilterError:
         why = None
     return f"{msg} ({why})" if why else msg
@@ -38,7 +38,7 @@ def _need_tasks(tasks, tasks_error):
 
 def collect_extra(ctx, rep: Dict, sections, tasks, tasks_error: Optional[str],
                   options: Dict, errors: List[str]) -> None:
-    from dumpfilter.report import btall, kmem, runq
+    from dumpfilter.report import btall, kmem, net, runq, vfs
 
     readers = {
         "bt_all": lambda: btall.bt_all(ctx, _need_tasks(tasks, tasks_error), rep.get("sys")),
@@ -46,6 +46,10 @@ def collect_extra(ctx, rep: Dict, sections, tasks, tasks_error: Optional[str],
                                                options.get("states"), rep.get("sys")),
         "kmem": lambda: kmem.read_kmem(ctx),
         "runq": lambda: runq.read_runq(ctx, _need_tasks(tasks, tasks_error)),
+        "mount": lambda: vfs.read_mounts(ctx, rep.get("sys")),
+        "files": lambda: vfs.read_files(ctx, _need_tasks(tasks, tasks_error),
+                                        options["files_pid"]),
+        "net": lambda: net.read_net(ctx, rep.get("sys")),
     }
     for name, fn in readers.items():
         if name not in sections:

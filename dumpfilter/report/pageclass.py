@@ -1,8 +1,8 @@
 """Which page class held a page the dump left out, for the messages of
 sections that need it ("user pages were filtered at -d 31").
 
-Reads: the kernel virtual address the failed read wanted, translated to a
-pfn by the memory model (``mem.vtop``), and the struct pages (kept at every
+Reads: the pfn of the page a read did not find (``errors.MissingPageError``
+carries its physical address), and the struct pages (kept at every
 dump level), classified by the filter's own classifier
 (``filter.classify.Classifier``) once per class bit of the dump's level,
 over the cycle that holds the pfn. A page no struct-page class explains
@@ -12,24 +12,18 @@ from __future__ import annotations
 
 from typing import Optional
 
-from dumpfilter.errors import DumpFilterError
-
 #: Dump-level bits whose class the struct page decides, most specific first.
 _BITS = ((16, "free pages"), (8, "user pages"), (2, "page-cache pages"),
          (4, "private page-cache pages"))
 
 
-def class_of_vaddr(ctx, vaddr: int) -> Optional[str]:
-    """"<class> were filtered at -d N" for the page holding ``vaddr``, or
-    None when the dump level does not explain the missing page."""
+def class_of_pfn(ctx, pfn: int) -> Optional[str]:
+    """"<class> were filtered at -d N" for page ``pfn``, or None when the
+    dump level does not explain the missing page (not RAM, not filtered)."""
     from dumpfilter.filter.classify import Classifier
 
     level = ctx.source.header.dump_level
-    if not level:
-        return None
-    try:
-        pfn = ctx.mem.vtop(vaddr) >> 12
-    except DumpFilterError:
+    if not level or not any(lo <= pfn < hi for lo, hi in ctx.source.ram_pfn_ranges()):
         return None
     for bit, words in _BITS:
         if not level & bit:
@@ -46,4 +40,4 @@ def class_of_vaddr(ctx, vaddr: int) -> Optional[str]:
     return None
 
 
-__all__ = ["class_of_vaddr"]
+__all__ = ["class_of_pfn"]

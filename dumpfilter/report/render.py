@@ -123,7 +123,8 @@ def mod_lines(rep: Dict) -> List[str]:
 #: Printed order of the sections and crash's command for each header.
 SECTION_HEADERS = (("sys", "sys"), ("bt", "bt"), ("bt_all", "bt -a"),
                    ("foreach_bt", "foreach bt"), ("regs", "regs"), ("ps", "ps"),
-                   ("runq", "runq"), ("kmem", "kmem -i"), ("mod", "mod"), ("log", "log"))
+                   ("runq", "runq"), ("kmem", "kmem -i"), ("mount", "mount"),
+                   ("files", "files"), ("net", "net"), ("mod", "mod"), ("log", "log"))
 
 
 def _log_text(rep: Dict) -> List[str]:
@@ -149,6 +150,14 @@ def _section_lines(name: str, rep: Dict) -> List[str]:
         from dumpfilter.report.runq import runq_lines
 
         return runq_lines(rep["runq"])
+    if name in ("mount", "files"):
+        from dumpfilter.report import vfs
+
+        return (vfs.mount_lines if name == "mount" else vfs.files_lines)(rep[name])
+    if name == "net":
+        from dumpfilter.report.net import net_lines
+
+        return net_lines(rep["net"])
     if name == "log":
         return _log_text(rep)
     return {"bt": bt_lines, "regs": regs_lines, "ps": ps_lines, "mod": mod_lines}[name](rep)
