@@ -52,3 +52,34 @@ def test_oops_exception_frame_as_crash_prints_it(oops):
     # The rest of the interrupted stack, in order.
     below = [FRAME_RE.match(ln).group(3) for ln in lines[exc + 8:] if FRAME_RE.match(ln)]
     assert below == names[k + 1:]
+
+
+def test_module_frames_unwound_with_the_module_orc(oops):
+    spec, rc, lines = oops
+    assert rc == cli.EXIT_OK
+    assert not any("stack scan" in ln for ln in lines)
+
+
+def test_module_orc_not_in_dump_falls_back_to_scanning(tmp_path, monkeypatch):
+    """A module whose ORC tables are missing is passed by a stack scan, and
+    bt says why."""
+    from dumpfilter.report import modules
+
+    path = tmp_path / "m.vmcore"
+    build_vmcore(str(path), ImageSpec(mem_mib=16, seed=7, crash="module-null"))
+    real = modules.load_module_symbols
+
+    def broken(ctx):
+        ms = real(ctx)
+        ms.orc = {k: (n, ip + (1 << 40), t) for k, (n, ip, t) in ms.orc.items()}
+        return ms
+
+    monkeypatch.setattr(modules, "load_module_symbols", broken)
+    buf = io.StringIO()
+    rc = cli.run(["--bt", str(path)], stdout=buf)
+    out = buf.getvalue()
+    assert rc == cli.EXIT_PARTIAL
+    assert "synth_drv_ioctl at" in out and "(caller found by stack scan)" in out
+    assert "module synth_drv's ORC tables are not in the dump" in out
+    names = [FRAME_RE.match(ln).group(3) for ln in out.splitlines() if FRAME_RE.match(ln)]
+    assert names == CRASHES["module-null"].frame_names()

@@ -8,8 +8,9 @@ Reads:
   ``__start_orc_unwind`` (the built-in ORC tables, sorted at build time),
   ``_stext``/``_etext`` (kernel text bounds for the stack-scan fallback);
 * the loaded modules' symbols (``modules.ModuleSymbols``): frames in
-  module code are named ``func at addr [module]``; module ORC tables are
-  not read, so the unwinder scans the stack past module frames;
+  module code are named ``func at addr [module]`` and unwound with the
+  module's own ORC tables (``struct module.arch``); a module without them
+  (or whose tables are not in the dump) is passed by scanning the stack;
 * types (BTF or DWARF): ``struct orc_entry`` (its size and the bit positions of
   ``sp_offset``, ``bp_offset``, ``sp_reg``, ``bp_reg``, ``type``, ``end``).
   The width of ``type`` selects the numbering of the frame types: 2 bits =
@@ -152,17 +153,53 @@ class OrcTable:
         else:
             self.t_undef, self.t_eos, self.t_call, self.t_regs, self.t_partial = -1, -1, 0, 1, 2
         n = (stop - start) // 4
+        self.ips, self.raw = self._load(ctx, start, orc, n, "the kernel's")
+        self.n = n
+        self._ctx = ctx
+        #: module name -> (ips, raw entries), or an error string.
+        self._mods: Dict[str, object] = {}
+        #: Why a module's frames could not be unwound (module -> reason).
+        self.module_errors: Dict[str, str] = {}
+
+    def _load(self, ctx, ip_table: int, table: int, n: int, whose: str):
         try:
-            raw_ip = ctx.read(start, 4 * n)
-            self.raw = ctx.read(orc, self.esize * n)
+            raw_ip = ctx.read(ip_table, 4 * n)
+            raw = ctx.read(table, self.esize * n)
         except FaultError as e:
-            raise UnwindError(f"ORC tables are not in the dump ({e})") from None
+            raise UnwindError(f"{whose} ORC tables are not in the dump ({e})") from None
         rel = array.array("i")
         rel.frombytes(raw_ip)
-        self.ips = [(start + 4 * i + v) & 0xFFFFFFFFFFFFFFFF for i, v in enumerate(rel)]
-        if any(a > b for a, b in zip(self.ips[:1000], self.ips[1:1001])):
-            raise UnwindError("ORC ip table is not sorted")
-        self.n = n
+        ips = [(ip_table + 4 * i + v) & 0xFFFFFFFFFFFFFFFF for i, v in enumerate(rel)]
+        if any(a > b for a, b in zip(ips[:1000], ips[1:1001])):
+            raise UnwindError(f"{whose} ORC ip table is not sorted")
+        return ips, raw
+
+    def _module_table(self, ip: int):
+        """(ips, raw) of the module holding ``ip``, or None (no ORC tables
+        for it, or unreadable: the reason goes to ``module_errors``)."""
+        mods = self._ctx.module_symbols
+        name = mods.module_at(ip) if mods is not None else None
+        if name is None or name not in mods.orc:
+            return None
+        if name not in self._mods:
+            n, ip_table, table = mods.orc[name]
+            try:
+                if not 0 < n < 1 << 22:
+                    raise UnwindError(f"module {name}: implausible ORC entry count {n}")
+                self._mods[name] = self._load(self._ctx, ip_table, table, n, f"module {name}'s")
+            except UnwindError as e:
+                self._mods[name] = None
+                self.module_errors[name] = str(e)
+        return self._mods[name]
+
+    def find_any(self, ip: int) -> Optional[Dict[str, int]]:
+        """``find`` in the kernel's table, or in the table of the module
+        holding ``ip`` (None when that module has no usable table)."""
+        if self._ctx.module_symbols is not None and \
+                self._ctx.module_symbols.module_at(ip) is not None:
+            tab = self._module_table(ip)
+            return None if tab is None else self._find(tab[0], tab[1], ip)
+        return self.find(ip)
 
     def _field(self, word: int, name: str) -> Optional[int]:
         m = self.fields.get(name)
@@ -175,10 +212,13 @@ class OrcTable:
         return v
 
     def find(self, ip: int) -> Optional[Dict[str, int]]:
-        k = bisect.bisect_right(self.ips, ip) - 1
+        return self._find(self.ips, self.raw, ip)
+
+    def _find(self, ips, raw, ip: int) -> Optional[Dict[str, int]]:
+        k = bisect.bisect_right(ips, ip) - 1
         if k < 0:
             return None
-        word = int.from_bytes(self.raw[k * self.esize:(k + 1) * self.esize], "little")
+        word = int.from_bytes(raw[k * self.esize:(k + 1) * self.esize], "little")
         return {name: self._field(word, name) for name in
                 ("sp_offset", "bp_offset", "sp_reg", "bp_reg", "type", "end", "signal")}
 
@@ -200,14 +240,17 @@ def _orc_unwind(ctx, orc: OrcTable, regs: Dict[str, int], bt: Backtrace,
         bt.frames.append(_frame(ctx, len(bt.frames), slot, ip))
         if not _is_kernel(ip):
             return
-        # Module code has its own ORC tables (not read): scan past it.
-        e = None if _in_module(ctx, ip) else orc.find(ip if exact else ip - 1)
+        # Module code: the module's own ORC tables; without them, scan.
+        e = orc.find_any(ip if exact else ip - 1)
         exact = False
         if e is not None and (e["type"] == orc.t_eos or e.get("end")):
             return
         if e is None or e["type"] == orc.t_undef or e["sp_reg"] == REG_UNDEFINED:
             # No ORC data here (e.g. inline asm objtool skipped): find the
             # caller's return address by scanning the stack, then go on.
+            for name, why in orc.module_errors.items():
+                if why not in bt.errors:
+                    bt.errors.append(why)
             found = _scan_next(ctx, sp)
             if found is None:
                 bt.errors.append(f"no ORC data for {ip:#x} and no return address above it")

@@ -5,7 +5,10 @@ Reads: kallsyms ``modules`` (list_head); BTF ``struct module``: ``list``,
 module_memory``: ``base``/``size``, first element = MOD_TEXT, 6.4+) or
 ``core_layout`` (``struct module_layout``: ``base``/``size``), whichever
 exists; ``kallsyms`` -> ``struct mod_kallsyms`` (``symtab``,
-``num_symtab``, ``strtab``) for each module's symbol count and symbols.
+``num_symtab``, ``strtab``) for each module's symbol count and symbols;
+``arch`` -> ``struct mod_arch_specific`` (``num_orcs``, ``orc_unwind_ip``,
+``orc_unwind``: the module's ORC tables, sorted by ``module_finalize``) when
+the kernel unwinds with ORC.
 
 ``ModuleSymbols`` names addresses inside a module's core text the way crash
 does in ``bt``: the nearest module symbol at or below the address, printed
@@ -42,6 +45,10 @@ def _layout(btf) -> Dict[str, int]:
         lay["symtab"] = btf.member_offset("mod_kallsyms", "symtab")
         lay["num_symtab"] = btf.member_offset("mod_kallsyms", "num_symtab")
         lay["strtab"] = btf.member_offset("mod_kallsyms", "strtab")
+    if btf.has_member("module", "arch.num_orcs"):  # CONFIG_UNWINDER_ORC
+        lay["num_orcs"] = m("module", "arch.num_orcs")
+        lay["orc_ip"] = m("module", "arch.orc_unwind_ip")
+        lay["orc"] = m("module", "arch.orc_unwind")
     return lay
 
 
@@ -106,6 +113,10 @@ def read_modules(ctx, with_symbols: bool = False) -> Dict:
                             entry["symbols"] = module_symbols(ctx, ptr, lay)
                     except FaultError as e:
                         errors.append(f"{name}: symbol table not in the dump ({e})")
+            if "num_orcs" in lay:
+                n = ctx.u32(mod + lay["num_orcs"])
+                entry["orc"] = {"entries": n, "ip_table": f"{ctx.u64(mod + lay['orc_ip']):x}",
+                                "table": f"{ctx.u64(mod + lay['orc']):x}"}
             mods.append(entry)
             node = ctx.u64(node)
         except FaultError as e:
@@ -116,9 +127,12 @@ def read_modules(ctx, with_symbols: bool = False) -> Dict:
 
 class ModuleSymbols:
     """Symbol lookup over loaded modules. ``modules`` is a list of
-    ``(name, base, size, [(symbol, address), ...])``."""
+    ``(name, base, size, [(symbol, address), ...])``; ``orc``: module name
+    -> (entries, ip table address, entry table address) of the modules
+    whose ORC tables the kernel keeps (``mod_arch_specific``)."""
 
-    def __init__(self, modules):
+    def __init__(self, modules, orc: Optional[Dict[str, Tuple[int, int, int]]] = None):
+        self.orc = dict(orc or {})
         self._mods = sorted((base, base + size, name) for name, base, size, _s in modules)
         self._starts = [m[0] for m in self._mods]
         self._syms: Dict[str, Tuple[List[int], List[str]]] = {}
@@ -152,5 +166,8 @@ class ModuleSymbols:
 def load_module_symbols(ctx) -> ModuleSymbols:
     """Read every module's placement and ``mod_kallsyms`` symbols."""
     mods = read_modules(ctx, with_symbols=True)["modules"]
+    orc = {m["name"]: (m["orc"]["entries"], int(m["orc"]["ip_table"], 16),
+                       int(m["orc"]["table"], 16))
+           for m in mods if m.get("orc") and m["orc"]["entries"]}
     return ModuleSymbols([(m["name"], int(m["base"], 16), m["size"], m.get("symbols") or [])
-                          for m in mods])
+                          for m in mods], orc)
