@@ -24,6 +24,7 @@ from __future__ import annotations
 from typing import Dict, List
 
 from dumpfilter.errors import DumpFilterError, FaultError
+from dumpfilter.report.rbtree import rb_inorder
 
 _MAX_NODES = 1 << 16
 
@@ -53,8 +54,6 @@ class _Runq:
         self.run_node = m("sched_entity", "run_node")
         self.se_my_q = m("sched_entity", "my_q") if t.has_member("sched_entity", "my_q") else None
         self.prio = m("task_struct", "prio")
-        self.rb_left = m("rb_node", "rb_left")
-        self.rb_right = m("rb_node", "rb_right")
 
     def task_entry(self, addr: int, prio: int) -> Dict:
         t = self.by_addr.get(addr)
@@ -81,21 +80,6 @@ class _Runq:
                     out.append(self.task_entry(ent - self.task_rt, i))
                 node = self.ctx.u64(node)
 
-    def _inorder(self, root: int) -> List[int]:
-        out, stack, node = [], [], self.ctx.u64(root)
-        while stack or node:
-            while node:
-                stack.append(node)
-                node = self.ctx.u64(node + self.rb_left)
-                if len(stack) > 64:
-                    raise DumpFilterError(f"CFS tree {root:#x} is deeper than 64")
-            node = stack.pop()
-            out.append(node)
-            if len(out) > _MAX_NODES:
-                raise DumpFilterError(f"CFS tree {root:#x} loops")
-            node = self.ctx.u64(node + self.rb_right)
-        return out
-
     def cfs(self, cfs_rq: int, out: List[Dict]) -> None:
         if self.se_my_q is not None:
             curr = self.ctx.u64(cfs_rq + self.cfs_curr)
@@ -105,7 +89,7 @@ class _Runq:
                     self.cfs(my_q, out)
         if self.leftmost is not None and not self.ctx.u64(cfs_rq + self.leftmost):
             return
-        for node in self._inorder(cfs_rq + self.timeline):
+        for node in rb_inorder(self.ctx, cfs_rq + self.timeline):
             se = node - self.run_node
             my_q = self.ctx.u64(se + self.se_my_q) if self.se_my_q is not None else 0
             if my_q:

@@ -5,9 +5,9 @@ Reads (layouts from the type source):
 
 * the panic task's (else init's) ``nsproxy->mnt_ns``: ``mnt_namespace.root``
   (``struct mount``) and ``mnt_namespace.list``, walked from the root
-  mount's ``mnt_list`` as crash does (the list became an rb-tree,
-  ``mnt_namespace.mounts``, in 6.8: commit 2eea9ce4310d — walked in order
-  then);
+  mount's ``mnt_list`` as crash does; since the list became an rb-tree
+  (``mnt_namespace.mounts`` of ``mount.mnt_node``, ordered by mount id;
+  Linux 6.8, commit 2eea9ce4310d) that tree in order;
 * ``struct mount``: ``mnt`` (``vfsmount.mnt_sb``), ``mnt_devname``,
   ``mnt_parent``, ``mnt_mountpoint``; ``super_block.s_type->name``;
 * paths as crash's ``get_pathname``: ``dentry.d_name`` (``qstr.name``,
@@ -113,9 +113,14 @@ def read_mounts(ctx, sysinfo: Optional[Dict]) -> Dict:
         while node != head and len(mounts) < 1 << 16:
             mounts.append(node - link)
             node = ctx.u64(node)
+    elif t.has_member("mnt_namespace", "mounts") and t.has_member("mount", "mnt_node"):
+        from dumpfilter.report.rbtree import rb_inorder
+
+        node_off = t.member_offset("mount", "mnt_node")
+        mounts = [n - node_off for n in
+                  rb_inorder(ctx, ns + t.member_offset("mnt_namespace", "mounts"))]
     else:
-        raise DumpFilterError("mnt_namespace has no mount list (rb-tree namespaces, 6.8+, "
-                              "are not read yet)")
+        raise DumpFilterError("mnt_namespace has neither a mount list nor a mount tree")
     s_type = t.member_offset("super_block", "s_type")
     fs_name = t.member_offset("file_system_type", "name")
     rows, errors = [], []
