@@ -74,6 +74,10 @@ class Frame:
     #: is not the interrupted one ("NMI exception stack", "IRQ stack").
     exception_rip: Optional[str] = None
     stack_name: Optional[str] = None
+    #: False for the function an exception on the same stack interrupted:
+    #: crash names it only in the ``[exception RIP: ...]`` line (it stays in
+    #: the JSON frames; ``level`` is then the next shown frame's).
+    shown: bool = True
 
 
 def _frame(ctx, level: int, slot: int, pc: int) -> Frame:
@@ -236,8 +240,14 @@ def _orc_unwind(ctx, orc: OrcTable, regs: Dict[str, int], bt: Backtrace,
     ip, sp, bp = regs["rip"], regs["rsp"], regs["rbp"]
     slot = sp if slot is None else slot
     cur_regs: Optional[Dict[str, int]] = dict(regs) if exact else None
+    hide = False
+    shown = sum(f.shown for f in bt.frames)
     for _ in range(MAX_FRAMES):
-        bt.frames.append(_frame(ctx, len(bt.frames), slot, ip))
+        frame = _frame(ctx, shown, slot, ip)
+        frame.shown = not hide  # (an exception on the same stack: its RIP line names it)
+        shown += frame.shown
+        bt.frames.append(frame)
+        hide = False
         if not _is_kernel(ip):
             return
         # Module code: the module's own ORC tables; without them, scan.
@@ -257,7 +267,10 @@ def _orc_unwind(ctx, orc: OrcTable, regs: Dict[str, int], bt: Backtrace,
                 return
             slot, ip = found
             sp = slot + 8
-            bt.frames[-1].scanned = True
+            frame.scanned = True
+            if not frame.shown:  # shown after all: the scan began there
+                frame.shown = True
+                shown += 1
             bt.scanned = True
             cur_regs = None
             continue
@@ -293,10 +306,13 @@ def _orc_unwind(ctx, orc: OrcTable, regs: Dict[str, int], bt: Backtrace,
             else:
                 vals = struct.unpack("<5Q", ctx.read(cfa, 40))
                 cur_regs = dict(zip(("rip", "cs", "eflags", "rsp", "ss"), vals))
-            bt.frames[-1].regs = cur_regs
+            frame.regs = cur_regs
             new_ip, new_sp = cur_regs["rip"], cur_regs["rsp"]
             if _is_kernel(new_ip):
-                _mark_exception(ctx, bt.frames[-1], sp, new_sp, new_ip)
+                _mark_exception(ctx, frame, sp, new_sp, new_ip)
+                # As crash: the interrupted function gets a frame line of its
+                # own only when the exception ran on another stack.
+                hide = frame.stack_name is None
             slot = new_sp  # crash shows the interrupted frame at its RSP
             if "rbp" in cur_regs:
                 bp = cur_regs["rbp"]
@@ -317,12 +333,13 @@ def _orc_unwind(ctx, orc: OrcTable, regs: Dict[str, int], bt: Backtrace,
 
 
 def exception_rip(ctx, rip: int) -> str:
-    """crash's ``sym+off`` (decimal offset) for an exception RIP."""
-    name, mod = ctx.symbolize(rip)
+    """crash's ``sym+off`` (decimal offset, no module tag) for an
+    exception RIP."""
+    name, _mod = ctx.symbolize(rip)
     if "+0x" in name:
         base, off = name.split("+0x", 1)
         name = f"{base}+{int(off, 16)}"
-    return name + (f" [{mod}]" if mod else "")
+    return name
 
 
 def _mark_exception(ctx, frame: Frame, sp: int, new_sp: int, new_ip: int) -> None:
@@ -398,13 +415,82 @@ def _stack_scan(ctx, regs: Dict[str, int], bt: Backtrace) -> None:
 
 # --------------------------------------------------------------------------- entry point
 
+#: Where the kexec crash path ends: machine_kexec jumps to the capture
+#: kernel and never returns, so its frame is the live innermost one.
+KEXEC_FUNCTION = "machine_kexec"
+
+
+def return_addresses(ctx, lo: int, hi: int):
+    """(slot, value) of each plausible return address in [lo, hi), lowest
+    first."""
+    try:
+        raw = ctx.read(lo, hi - lo)
+    except FaultError:
+        return
+    for i in range(0, len(raw) - 7, 8):
+        (v,) = struct.unpack_from("<Q", raw, i)
+        if _is_kernel(v) and _return_address(ctx, v):
+            yield lo + i, v
+
+
+def unwind_to(ctx, orc: OrcTable, starts, regs: Dict[str, int], bt: Backtrace,
+              prefer: str, limit: int = 48) -> bool:
+    """Unwind from the first of ``starts`` ((slot, return address) pairs)
+    that reaches an exception frame holding ``regs`` (its rip and rsp) —
+    those in function ``prefer`` first (the frame that never returned;
+    calls that did return left stale return addresses below it). Leaves the
+    frames in ``bt`` and returns True, or leaves ``bt`` empty."""
+    starts = sorted(starts, key=lambda c: not ctx.symbolize(c[1])[0].startswith(prefer + "+"))
+    for slot, ret in starts[:limit]:
+        try:
+            _orc_unwind(ctx, orc, {"rip": ret, "rsp": slot + 8, "rbp": regs["rbp"]}, bt,
+                        exact=False, slot=slot)
+        except FaultError:
+            pass
+        if any(f.regs and f.regs.get("rip") == regs["rip"] and f.regs.get("rsp") == regs["rsp"]
+               for f in bt.frames):
+            return True
+        bt.frames, bt.errors = [], []
+    return False
+
+
+def _exception_copy(ctx, task: int, regs: Dict[str, int]) -> Optional[int]:
+    """Address of a ``pt_regs`` on ``task``'s stack below ``regs['rsp']``
+    whose iret frame is ``regs``': the note holds an exception's registers
+    (``crash_kexec(regs)`` from ``oops_end``), and the crash path that ran
+    after the exception lies below that copy."""
+    try:
+        base = ctx.u64(task + ctx.btf.member_offset("task_struct", "stack"))
+    except (DumpFilterError, FaultError):
+        return None
+    rsp = regs["rsp"]
+    if not base < rsp <= base + THREAD_SIZE:
+        return None
+    try:
+        raw = ctx.read(base, rsp - base)
+    except FaultError:
+        return None
+    want = struct.pack("<5Q", *(regs.get(k, 0) for k in ("rip", "cs", "eflags", "rsp", "ss")))
+    at = raw.rfind(want)
+    while at >= 0 and (at - IRET_OFFSET) % 8:
+        at = raw.rfind(want, 0, at)
+    return None if at < IRET_OFFSET else base + at - IRET_OFFSET
+
+
 def backtrace(ctx, pid: int, task: int, cpu: int, comm: str,
               regs: Dict[str, int]) -> Backtrace:
     """Backtrace of an active task from its CPU's saved registers: ORC
-    when possible, else a stack scan."""
+    when possible, else a stack scan. When the registers are an exception's
+    (an Oops: ``crash_kexec`` was given the fault's pt_regs), the crash
+    path above the exception comes first, as crash shows it."""
     bt = Backtrace(pid, task, cpu, comm, "orc")
     try:
         orc = OrcTable(ctx)
+        copy = _exception_copy(ctx, task, regs) if task else None
+        if copy is not None:
+            base = ctx.u64(task + ctx.btf.member_offset("task_struct", "stack"))
+            if unwind_to(ctx, orc, return_addresses(ctx, base, copy), regs, bt, KEXEC_FUNCTION):
+                return bt
         _orc_unwind(ctx, orc, regs, bt)
         if len(bt.frames) > 2:
             return bt
@@ -423,6 +509,8 @@ def format_backtrace(bt: Backtrace) -> List[str]:
     lines = [f'PID: {bt.pid:<7d}  TASK: {bt.task:<16x}  CPU: {bt.cpu:<3d}  COMMAND: "{bt.comm}"'
              + ("  (stack scan)" if bt.method != "orc" else "")]
     for f in bt.frames:
+        if not f.shown:
+            continue
         lines.extend(frame_lines(f.level, f.stack, f.symbol, f.pc, f.module, f.scanned, f.regs,
                                  f.exception_rip, f.stack_name))
     lines.extend(f"    ({e})" for e in bt.errors)

@@ -43,7 +43,8 @@ def bt_dict(bt) -> Dict:
             "frames": [{"level": f.level, "stack": f"{f.stack:#x}", "pc": f"{f.pc:#x}",
                         "symbol": f.symbol, "module": f.module, "scanned": f.scanned,
                         "regs": {k: f"{v:#x}" for k, v in f.regs.items()} if f.regs else None,
-                        "exception_rip": f.exception_rip, "stack_name": f.stack_name}
+                        "exception_rip": f.exception_rip, "stack_name": f.stack_name,
+                        "shown": f.shown}
                        for f in bt.frames]}
 
 
@@ -98,26 +99,18 @@ class _Unwinder:
         except FaultError as e:
             bt.errors.append(f"ORC unwinding stopped: {e.message}")
 
-    def _nmi_starts(self, cpu: int, note: Dict[str, int]):
-        """(slot, return address) of each plausible return address on
-        ``cpu``'s NMI stack, lowest first (empty when the CPU stopped on
-        that stack itself, or it is unknown)."""
-        from dumpfilter.report.backtrace import _return_address
-
+    def _nmi_range(self, cpu: int, note: Dict[str, int]):
+        """[lo, hi) of ``cpu``'s NMI stack, or None (unknown, or the CPU
+        stopped on that stack itself: the note says it all)."""
         if self.nmi_stack is None:
-            return
+            return None
         try:
-            base = self.ctx.u64(self.tr.per_cpu_addr("cea_exception_stacks", cpu))
-            lo = base + self.nmi_stack.offset
-            raw = self.ctx.read(lo, self.nmi_stack.size)
+            lo = self.ctx.u64(self.tr.per_cpu_addr("cea_exception_stacks", cpu)) \
+                + self.nmi_stack.offset
         except (DumpFilterError, FaultError):
-            return
-        if lo <= note["rsp"] < lo + self.nmi_stack.size:
-            return
-        for i in range(0, len(raw) - 7, 8):
-            (v,) = struct.unpack_from("<Q", raw, i)
-            if v >= 0xFFFF800000000000 and _return_address(self.ctx, v):
-                yield lo + i, v
+            return None
+        hi = lo + self.nmi_stack.size
+        return None if lo <= note["rsp"] < hi else (lo, hi)
 
     def active(self, task, cpu: int, panic: bool):
         bt = self._new(task, cpu)
@@ -126,22 +119,18 @@ class _Unwinder:
             bt.errors.append(f"no NT_PRSTATUS note for CPU {cpu}")
             return bt
         regs = note.regs
-        if not panic and self.orc is not None:
-            # Stale return addresses lie below the live NMI frames: the
-            # first candidate whose unwind reaches the note's registers.
-            starts = list(self._nmi_starts(cpu, regs))[:32]
-            # As crash: the frame in the crash NMI handler (which halts and
-            # never returns) first; calls it made and that returned left
-            # stale return addresses below it.
-            starts.sort(key=lambda c: not self.ctx.symbolize(c[1])[0].startswith(
-                NMI_HANDLER + "+"))
-            for slot, ret in starts:
-                self._orc(bt, {"rip": ret, "rsp": slot + 8, "rbp": regs["rbp"]}, exact=False,
-                          slot=slot)
-                if any(f.regs and f.regs.get("rip") == regs["rip"]
-                       and f.regs.get("rsp") == regs["rsp"] for f in bt.frames):
-                    return bt
-                bt.frames, bt.errors = [], []
+        if panic:
+            # The panic CPU: as --bt (an Oops' crash path above its exception).
+            from dumpfilter.report.backtrace import backtrace
+
+            return backtrace(self.ctx, task.pid, task.address, cpu, task.comm, regs)
+        rng = self._nmi_range(cpu, regs)
+        if rng is not None and self.orc is not None:
+            from dumpfilter.report.backtrace import return_addresses, unwind_to
+
+            if unwind_to(self.ctx, self.orc, return_addresses(self.ctx, *rng), regs, bt,
+                         NMI_HANDLER, limit=32):
+                return bt
         self._orc(bt, regs)
         if len(bt.frames) <= 2 and self.orc is not None:
             self._fallback(bt, regs, "ORC unwinding stopped early")

@@ -89,6 +89,8 @@ def frames_text(frames) -> List[str]:
     """Frame dicts (as ``cli._bt`` stores them) in crash's bt layout."""
     out: List[str] = []
     for f in frames:
+        if not f.get("shown", True):
+            continue
         regs = {k: int(v, 16) for k, v in f["regs"].items()} if f.get("regs") else None
         out.extend(frame_lines(f["level"], int(f["stack"], 16), f["symbol"], int(f["pc"], 16),
                                f.get("module"), f["scanned"], regs, f.get("exception_rip"),
