@@ -110,6 +110,20 @@ def test_kmem_equals_crash(dump_path, crash_out, reference_dir):
     truth = json.loads((reference_dir / "pageclass-counts.json").read_text())["counts"]
     stats = (reference_dir / "stats-d31.txt").read_text()
     assert free == truth["free"] == int(re.search(r"Free pages\s*:\s*0x([0-9a-f]+)", stats).group(1), 16)
+    # ... and the free pages our own filter counts: the classifier the
+    # FILTERED block re-runs at the dump's level (the -d 31 file), or at -d 16.
+    from dumpfilter.filter.classify import CLASS_NAMES, Classifier
+    from dumpfilter.report.cli import open_context
+
+    ctx = open_context([str(dump_path)])
+    try:
+        c = Classifier(ctx.source, ctx.info, 16, mem=ctx.mem, all_ram=True)
+        for _ in c.cycles():
+            pass
+    finally:
+        ctx.close()
+    counted = {CLASS_NAMES.get(i): n for i, n in enumerate(c.result.counts)}
+    assert counted["free"] == free
     # CACHED + BUFFERS is every page-cache page of the ground truth.
     num = {k: int(re.search(rf"^ +{k} +(\d+)", out, re.M).group(1)) for k in ("CACHED", "BUFFERS")}
     assert num["CACHED"] + num["BUFFERS"] == sum(v for k, v in truth.items() if k.startswith("cache"))
