@@ -66,10 +66,15 @@ class _Unwinder:
         except (UnwindError, FaultError) as e:
             self.orc, self.orc_error = None, str(e)
         t = ctx.btf
-        self.thread_sp = t.member_offset("task_struct", "thread.sp")
-        self.itf_size = t.sizeof("inactive_task_frame")
-        self.itf_bp = t.member_offset("inactive_task_frame", "bp")
-        self.itf_ret = t.member_offset("inactive_task_frame", "ret_addr")
+        #: Sleeping tasks' saved frame (only they need it).
+        self.switch_error: Optional[str] = None
+        try:
+            self.thread_sp = t.member_offset("task_struct", "thread.sp")
+            self.itf_size = t.sizeof("inactive_task_frame")
+            self.itf_bp = t.member_offset("inactive_task_frame", "bp")
+            self.itf_ret = t.member_offset("inactive_task_frame", "ret_addr")
+        except DumpFilterError as e:
+            self.switch_error = f"cannot find a sleeping task's saved registers: {e}"
         self.nmi_stack = None
         if t.has_struct("cea_exception_stacks") and "cea_exception_stacks" in ctx.kallsyms:
             self.nmi_stack = t.member("cea_exception_stacks", "NMI_stack")
@@ -138,6 +143,9 @@ class _Unwinder:
 
     def inactive(self, task):
         bt = self._new(task, task.cpu)
+        if self.switch_error:
+            bt.errors.append(self.switch_error)
+            return bt
         try:
             sp = self.ctx.u64(task.address + self.thread_sp)
             frame = self.ctx.read(sp, self.itf_size)

@@ -28,6 +28,8 @@ from dumpfilter.errors import DumpFilterError, FaultError
 MOUNT_HEADER = "     MOUNT           SUPERBLK     TYPE   DEVNAME   DIRNAME"
 FILES_HEADER = " FD       FILE            DENTRY           INODE       TYPE PATH"
 _MAX_DEPTH = 256
+_NAME_MAX = 4096  # longer than any name a file system gives a dentry (NAME_MAX is 255)
+_MAX_FDS = 1 << 20  # fs.nr_open's ceiling
 _S_IFMT = 0o170000
 _TYPES = {0o100000: "REG ", 0o120000: "LNK ", 0o040000: "DIR ", 0o020000: "CHR ",
           0o060000: "BLK ", 0o010000: "FIFO", 0o140000: "SOCK"}
@@ -67,6 +69,8 @@ class _Vfs:
 
     def name(self, dentry: int) -> str:
         n = self.ctx.u32(dentry + self.d_len)
+        if n > _NAME_MAX:
+            raise DumpFilterError(f"dentry {dentry:#x}: name length {n} > {_NAME_MAX}: corrupt")
         return self.ctx.read(self.ctx.u64(dentry + self.d_name), n).decode("utf-8", "replace") \
             if n else ""
 
@@ -171,6 +175,8 @@ def read_files(ctx, tasks, pid: int) -> Dict:
         return out
     fdt = ctx.u64(files + m("files_struct", "fdt"))
     max_fds = ctx.u32(fdt + m("fdtable", "max_fds"))
+    if max_fds > _MAX_FDS:
+        raise DumpFilterError(f"pid {pid}: fdtable.max_fds {max_fds} > {_MAX_FDS}: corrupt")
     fd_arr = ctx.u64(fdt + m("fdtable", "fd"))
     ptrs = struct.unpack("<%dQ" % max_fds, ctx.read(fd_arr, 8 * max_fds))
     f_path = m("file", "f_path")
