@@ -477,6 +477,36 @@ def _exception_copy(ctx, task: int, regs: Dict[str, int]) -> Optional[int]:
     return None if at < IRET_OFFSET else base + at - IRET_OFFSET
 
 
+def _with_kexec_frame(ctx, orc: OrcTable, task: int, regs: Dict[str, int],
+                      bt: Backtrace) -> Backtrace:
+    """The panic CPU saved its registers in ``__crash_kexec`` and then
+    called ``machine_kexec``, which never returned: crash shows that frame
+    first, and so do we when an unwind from its return address (below the
+    saved RSP) passes through every frame of ``bt`` past the first."""
+    if not task or not bt.frames:
+        return bt
+    try:
+        base = ctx.u64(task + ctx.btf.member_offset("task_struct", "stack"))
+    except (DumpFilterError, FaultError):
+        return bt
+    if not base < regs["rsp"] <= base + THREAD_SIZE:
+        return bt
+    want = {(f.stack, f.pc) for f in bt.frames[1:]}
+    for slot, ret in return_addresses(ctx, base, regs["rsp"]):
+        if not ctx.symbolize(ret)[0].startswith(KEXEC_FUNCTION + "+"):
+            continue
+        alt = Backtrace(bt.pid, bt.task, bt.cpu, bt.comm, "orc")
+        try:
+            _orc_unwind(ctx, orc, {"rip": ret, "rsp": slot + 8, "rbp": regs["rbp"]}, alt,
+                        exact=False, slot=slot)
+        except FaultError:
+            continue
+        if len(alt.frames) > 1 and alt.frames[1].symbol == bt.frames[0].symbol and \
+                want <= {(f.stack, f.pc) for f in alt.frames}:
+            return alt
+    return bt
+
+
 def backtrace(ctx, pid: int, task: int, cpu: int, comm: str,
               regs: Dict[str, int]) -> Backtrace:
     """Backtrace of an active task from its CPU's saved registers: ORC
@@ -493,7 +523,7 @@ def backtrace(ctx, pid: int, task: int, cpu: int, comm: str,
                 return bt
         _orc_unwind(ctx, orc, regs, bt)
         if len(bt.frames) > 2:
-            return bt
+            return _with_kexec_frame(ctx, orc, task, regs, bt)
         bt.errors.append("ORC unwinding stopped early; using a stack scan")
     except FaultError as e:
         bt.errors.append(f"ORC unwinding failed: {e}; using a stack scan")
