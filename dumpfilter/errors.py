@@ -51,6 +51,11 @@ class FaultError(DumpFilterError, LookupError):
         return f"{self.message}: {self.address:#x}"
 
 
+class MissingPageError(FaultError):
+    """A physical page the dump does not hold (absent from RAM ranges, or
+    left out by the dump level); ``address`` is the physical address."""
+
+
 class OutputExistsError(DumpFilterError, FileExistsError):
     """The output exists and -f was not given."""
 

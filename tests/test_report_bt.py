@@ -93,9 +93,10 @@ def test_bt_header_and_frames_match_crash(bt_out, crash_bt):
     crash_frames = {(f[1], f[2], f[3]) for f in map(lambda ln: FRAME_RE.match(ln).groups(),
                                                     filter(FRAME_RE.match, crash_bt))}
     ours = _frames(bt_out[1])
-    # Past the first frame (ours starts at the saved RIP), every frame is one
-    # crash shows too, with the same stack slot, symbol and address.
-    for f in ours[1:]:
+    # Every frame is one crash shows too, with the same stack slot, symbol
+    # and address — from machine_kexec, the frame that never returned.
+    assert ours[0][2] == "machine_kexec"
+    for f in ours:
         assert (f[1], f[2], f[3]) in crash_frames
     for k, f in enumerate(ours):
         assert int(f[0]) == k

@@ -25,6 +25,7 @@ TOP_FRAMES = 5
 
 GENERIC = frozenset((
     "panic", "vpanic", "__crash_kexec", "crash_kexec", "crash_setup_regs", "machine_crash_shutdown",
+    "machine_kexec",
     "native_machine_crash_shutdown", "oops_end", "die", "__die", "__die_body", "die_addr",
     "do_trap", "do_error_trap", "handle_bug", "page_fault_oops", "kernelmode_fixup_or_oops",
     "no_context", "__bad_area_nosemaphore", "bad_area_nosemaphore", "do_user_addr_fault",

@@ -16,7 +16,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Iterator, Optional, Sequence, Tuple
 
-from dumpfilter.errors import FaultError
+from dumpfilter.errors import FaultError, MissingPageError
 
 
 @dataclass(frozen=True)
@@ -180,7 +180,7 @@ class DumpSource(abc.ABC):
         if count_bits(present, n) != n:
             for i in range(n):
                 if not present[i >> 3] >> (i & 7) & 1:
-                    raise FaultError("physical page not in dump", (first + i) * ps)
+                    raise MissingPageError("physical page not in dump", (first + i) * ps)
         off = paddr - first * ps
         if off == 0 and size == n * ps:
             self.read_pages(first, n, out)

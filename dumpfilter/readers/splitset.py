@@ -106,6 +106,33 @@ class KdumpSplitSet(DumpSource):
             p.close()
 
 
+def missing_pieces(pieces: Sequence[KdumpSource]) -> List[Tuple[int, int]]:
+    """The pfn ranges ``[lo, hi)`` of ``[0, max_mapnr)`` that no piece of a
+    split set covers (the pieces' ranges from their sub headers); empty
+    for a complete set."""
+    missing = []
+    at = 0
+    for p in sorted(pieces, key=lambda p: p.start_pfn):
+        if p.start_pfn > at:
+            missing.append((at, p.start_pfn))
+        at = max(at, p.end_pfn)
+    if pieces and at < pieces[0].max_pfn:
+        missing.append((at, pieces[0].max_pfn))
+    return missing
+
+
+def incomplete_message(pieces: Sequence[KdumpSource]) -> str:
+    """One line: how many pieces the set has at least and which are
+    missing (by pfn range), for a set ``missing_pieces`` finds holes in."""
+    gaps = missing_pieces(pieces)
+    names = ", ".join(os.path.basename(p.path) for p in pieces)
+    n = len(pieces) + len(gaps)
+    ranges = ", ".join(f"pfns {lo:#x}-{hi - 1:#x}" for lo, hi in gaps)
+    return (f"{names}: {len(pieces)} piece{'s' if len(pieces) > 1 else ''} of a --split dump"
+            f" that has at least {n} pieces; missing the piece{'s' if len(gaps) > 1 else ''}"
+            f" holding {ranges}: give all pieces together")
+
+
 def open_split(paths: Sequence[Union[str, "os.PathLike[str]"]]) -> KdumpSplitSet:
     """Open the pieces of a split dump as one source."""
     return KdumpSplitSet(paths)

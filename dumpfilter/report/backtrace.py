@@ -8,8 +8,9 @@ Reads:
   ``__start_orc_unwind`` (the built-in ORC tables, sorted at build time),
   ``_stext``/``_etext`` (kernel text bounds for the stack-scan fallback);
 * the loaded modules' symbols (``modules.ModuleSymbols``): frames in
-  module code are named ``func at addr [module]``; module ORC tables are
-  not read, so the unwinder scans the stack past module frames;
+  module code are named ``func at addr [module]`` and unwound with the
+  module's own ORC tables (``struct module.arch``); a module without them
+  (or whose tables are not in the dump) is passed by scanning the stack;
 * types (BTF or DWARF): ``struct orc_entry`` (its size and the bit positions of
   ``sp_offset``, ``bp_offset``, ``sp_reg``, ``bp_reg``, ``type``, ``end``).
   The width of ``type`` selects the numbering of the frame types: 2 bits =
@@ -68,6 +69,15 @@ class Frame:
     scanned: bool = False
     #: Loaded module holding ``pc`` (crash prints ``at <pc> [module]``).
     module: Optional[str] = None
+    #: For a frame with kernel-mode ``regs``: crash's ``[exception RIP:
+    #: sym+off]`` text, and the stack the exception was taken on when it
+    #: is not the interrupted one ("NMI exception stack", "IRQ stack").
+    exception_rip: Optional[str] = None
+    stack_name: Optional[str] = None
+    #: False for the function an exception on the same stack interrupted:
+    #: crash names it only in the ``[exception RIP: ...]`` line (it stays in
+    #: the JSON frames; ``level`` is then the next shown frame's).
+    shown: bool = True
 
 
 def _frame(ctx, level: int, slot: int, pc: int) -> Frame:
@@ -147,17 +157,53 @@ class OrcTable:
         else:
             self.t_undef, self.t_eos, self.t_call, self.t_regs, self.t_partial = -1, -1, 0, 1, 2
         n = (stop - start) // 4
+        self.ips, self.raw = self._load(ctx, start, orc, n, "the kernel's")
+        self.n = n
+        self._ctx = ctx
+        #: module name -> (ips, raw entries), or an error string.
+        self._mods: Dict[str, object] = {}
+        #: Why a module's frames could not be unwound (module -> reason).
+        self.module_errors: Dict[str, str] = {}
+
+    def _load(self, ctx, ip_table: int, table: int, n: int, whose: str):
         try:
-            raw_ip = ctx.read(start, 4 * n)
-            self.raw = ctx.read(orc, self.esize * n)
+            raw_ip = ctx.read(ip_table, 4 * n)
+            raw = ctx.read(table, self.esize * n)
         except FaultError as e:
-            raise UnwindError(f"ORC tables are not in the dump ({e})") from None
+            raise UnwindError(f"{whose} ORC tables are not in the dump ({e})") from None
         rel = array.array("i")
         rel.frombytes(raw_ip)
-        self.ips = [(start + 4 * i + v) & 0xFFFFFFFFFFFFFFFF for i, v in enumerate(rel)]
-        if any(a > b for a, b in zip(self.ips[:1000], self.ips[1:1001])):
-            raise UnwindError("ORC ip table is not sorted")
-        self.n = n
+        ips = [(ip_table + 4 * i + v) & 0xFFFFFFFFFFFFFFFF for i, v in enumerate(rel)]
+        if any(a > b for a, b in zip(ips[:1000], ips[1:1001])):
+            raise UnwindError(f"{whose} ORC ip table is not sorted")
+        return ips, raw
+
+    def _module_table(self, ip: int):
+        """(ips, raw) of the module holding ``ip``, or None (no ORC tables
+        for it, or unreadable: the reason goes to ``module_errors``)."""
+        mods = self._ctx.module_symbols
+        name = mods.module_at(ip) if mods is not None else None
+        if name is None or name not in mods.orc:
+            return None
+        if name not in self._mods:
+            n, ip_table, table = mods.orc[name]
+            try:
+                if not 0 < n < 1 << 22:
+                    raise UnwindError(f"module {name}: implausible ORC entry count {n}")
+                self._mods[name] = self._load(self._ctx, ip_table, table, n, f"module {name}'s")
+            except UnwindError as e:
+                self._mods[name] = None
+                self.module_errors[name] = str(e)
+        return self._mods[name]
+
+    def find_any(self, ip: int) -> Optional[Dict[str, int]]:
+        """``find`` in the kernel's table, or in the table of the module
+        holding ``ip`` (None when that module has no usable table)."""
+        if self._ctx.module_symbols is not None and \
+                self._ctx.module_symbols.module_at(ip) is not None:
+            tab = self._module_table(ip)
+            return None if tab is None else self._find(tab[0], tab[1], ip)
+        return self.find(ip)
 
     def _field(self, word: int, name: str) -> Optional[int]:
         m = self.fields.get(name)
@@ -170,10 +216,13 @@ class OrcTable:
         return v
 
     def find(self, ip: int) -> Optional[Dict[str, int]]:
-        k = bisect.bisect_right(self.ips, ip) - 1
+        return self._find(self.ips, self.raw, ip)
+
+    def _find(self, ips, raw, ip: int) -> Optional[Dict[str, int]]:
+        k = bisect.bisect_right(ips, ip) - 1
         if k < 0:
             return None
-        word = int.from_bytes(self.raw[k * self.esize:(k + 1) * self.esize], "little")
+        word = int.from_bytes(raw[k * self.esize:(k + 1) * self.esize], "little")
         return {name: self._field(word, name) for name in
                 ("sp_offset", "bp_offset", "sp_reg", "bp_reg", "type", "end", "signal")}
 
@@ -182,30 +231,46 @@ def _is_kernel(addr: int) -> bool:
     return addr >= 0xFFFF800000000000
 
 
-def _orc_unwind(ctx, orc: OrcTable, regs: Dict[str, int], bt: Backtrace) -> None:
+def _orc_unwind(ctx, orc: OrcTable, regs: Dict[str, int], bt: Backtrace,
+                exact: bool = True, slot: Optional[int] = None) -> None:
+    """Unwind from ``regs`` (rip, rsp, rbp; more when known). ``exact``:
+    rip is where the CPU stopped (a saved register set), not a return
+    address (whose call site is rip - 1). ``slot``: the stack slot shown
+    for the first frame (default: rsp)."""
     ip, sp, bp = regs["rip"], regs["rsp"], regs["rbp"]
-    slot = sp
-    cur_regs: Optional[Dict[str, int]] = dict(regs)  # registers known for this frame
-    first = True
-    for level in range(MAX_FRAMES):
-        bt.frames.append(_frame(ctx, level, slot, ip))
+    slot = sp if slot is None else slot
+    cur_regs: Optional[Dict[str, int]] = dict(regs) if exact else None
+    hide = False
+    shown = sum(f.shown for f in bt.frames)
+    for _ in range(MAX_FRAMES):
+        frame = _frame(ctx, shown, slot, ip)
+        frame.shown = not hide  # (an exception on the same stack: its RIP line names it)
+        shown += frame.shown
+        bt.frames.append(frame)
+        hide = False
         if not _is_kernel(ip):
             return
-        # Module code has its own ORC tables (not read): scan past it.
-        e = None if _in_module(ctx, ip) else orc.find(ip if first else ip - 1)
-        first = False
+        # Module code: the module's own ORC tables; without them, scan.
+        e = orc.find_any(ip if exact else ip - 1)
+        exact = False
         if e is not None and (e["type"] == orc.t_eos or e.get("end")):
             return
         if e is None or e["type"] == orc.t_undef or e["sp_reg"] == REG_UNDEFINED:
             # No ORC data here (e.g. inline asm objtool skipped): find the
             # caller's return address by scanning the stack, then go on.
+            for name, why in orc.module_errors.items():
+                if why not in bt.errors:
+                    bt.errors.append(why)
             found = _scan_next(ctx, sp)
             if found is None:
                 bt.errors.append(f"no ORC data for {ip:#x} and no return address above it")
                 return
             slot, ip = found
             sp = slot + 8
-            bt.frames[-1].scanned = True
+            frame.scanned = True
+            if not frame.shown:  # shown after all: the scan began there
+                frame.shown = True
+                shown += 1
             bt.scanned = True
             cur_regs = None
             continue
@@ -241,13 +306,21 @@ def _orc_unwind(ctx, orc: OrcTable, regs: Dict[str, int], bt: Backtrace) -> None
             else:
                 vals = struct.unpack("<5Q", ctx.read(cfa, 40))
                 cur_regs = dict(zip(("rip", "cs", "eflags", "rsp", "ss"), vals))
-            bt.frames[-1].regs = cur_regs
-            slot = base + IRET_OFFSET
+            frame.regs = cur_regs
             new_ip, new_sp = cur_regs["rip"], cur_regs["rsp"]
+            if _is_kernel(new_ip):
+                _mark_exception(ctx, frame, sp, new_sp, new_ip)
+                # As crash: the interrupted function gets a frame line of its
+                # own only when the exception ran on another stack.
+                hide = frame.stack_name is None
+            slot = new_sp  # crash shows the interrupted frame at its RSP
             if "rbp" in cur_regs:
                 bp = cur_regs["rbp"]
             if not _is_kernel(new_ip):
                 return  # entered from user mode: the regs are the last frame
+            exact = True  # the interrupted rip is not a return address
+            ip, sp = new_ip, new_sp
+            continue
         else:
             bt.errors.append(f"ORC: unknown frame type {e['type']} at {ip:#x}")
             return
@@ -257,6 +330,25 @@ def _orc_unwind(ctx, orc: OrcTable, regs: Dict[str, int], bt: Backtrace) -> None
         ip, sp = new_ip, new_sp
         if ip == 0:
             return
+
+
+def exception_rip(ctx, rip: int) -> str:
+    """crash's ``sym+off`` (decimal offset, no module tag) for an
+    exception RIP."""
+    name, _mod = ctx.symbolize(rip)
+    if "+0x" in name:
+        base, off = name.split("+0x", 1)
+        name = f"{base}+{int(off, 16)}"
+    return name
+
+
+def _mark_exception(ctx, frame: Frame, sp: int, new_sp: int, new_ip: int) -> None:
+    frame.exception_rip = exception_rip(ctx, new_ip)
+    if abs(new_sp - sp) >= THREAD_SIZE:  # the exception ran on its own stack
+        sym = frame.symbol.lower()
+        frame.stack_name = ("NMI exception stack" if "nmi" in sym else
+                            "IRQ stack" if "irq" in sym or "interrupt" in sym else
+                            "exception stack")
 
 
 # --------------------------------------------------------------------------- stack scan
@@ -323,16 +415,115 @@ def _stack_scan(ctx, regs: Dict[str, int], bt: Backtrace) -> None:
 
 # --------------------------------------------------------------------------- entry point
 
+#: Where the kexec crash path ends: machine_kexec jumps to the capture
+#: kernel and never returns, so its frame is the live innermost one.
+KEXEC_FUNCTION = "machine_kexec"
+
+
+def return_addresses(ctx, lo: int, hi: int):
+    """(slot, value) of each plausible return address in [lo, hi), lowest
+    first."""
+    try:
+        raw = ctx.read(lo, hi - lo)
+    except FaultError:
+        return
+    for i in range(0, len(raw) - 7, 8):
+        (v,) = struct.unpack_from("<Q", raw, i)
+        if _is_kernel(v) and _return_address(ctx, v):
+            yield lo + i, v
+
+
+def unwind_to(ctx, orc: OrcTable, starts, regs: Dict[str, int], bt: Backtrace,
+              prefer: str, limit: int = 48) -> bool:
+    """Unwind from the first of ``starts`` ((slot, return address) pairs)
+    that reaches an exception frame holding ``regs`` (its rip and rsp) —
+    those in function ``prefer`` first (the frame that never returned;
+    calls that did return left stale return addresses below it). Leaves the
+    frames in ``bt`` and returns True, or leaves ``bt`` empty."""
+    starts = sorted(starts, key=lambda c: not ctx.symbolize(c[1])[0].startswith(prefer + "+"))
+    for slot, ret in starts[:limit]:
+        try:
+            _orc_unwind(ctx, orc, {"rip": ret, "rsp": slot + 8, "rbp": regs["rbp"]}, bt,
+                        exact=False, slot=slot)
+        except FaultError:
+            pass
+        if any(f.regs and f.regs.get("rip") == regs["rip"] and f.regs.get("rsp") == regs["rsp"]
+               for f in bt.frames):
+            return True
+        bt.frames, bt.errors = [], []
+    return False
+
+
+def _exception_copy(ctx, task: int, regs: Dict[str, int]) -> Optional[int]:
+    """Address of a ``pt_regs`` on ``task``'s stack below ``regs['rsp']``
+    whose iret frame is ``regs``': the note holds an exception's registers
+    (``crash_kexec(regs)`` from ``oops_end``), and the crash path that ran
+    after the exception lies below that copy."""
+    try:
+        base = ctx.u64(task + ctx.btf.member_offset("task_struct", "stack"))
+    except (DumpFilterError, FaultError):
+        return None
+    rsp = regs["rsp"]
+    if not base < rsp <= base + THREAD_SIZE:
+        return None
+    try:
+        raw = ctx.read(base, rsp - base)
+    except FaultError:
+        return None
+    want = struct.pack("<5Q", *(regs.get(k, 0) for k in ("rip", "cs", "eflags", "rsp", "ss")))
+    at = raw.rfind(want)
+    while at >= 0 and (at - IRET_OFFSET) % 8:
+        at = raw.rfind(want, 0, at)
+    return None if at < IRET_OFFSET else base + at - IRET_OFFSET
+
+
+def _with_kexec_frame(ctx, orc: OrcTable, task: int, regs: Dict[str, int],
+                      bt: Backtrace) -> Backtrace:
+    """The panic CPU saved its registers in ``__crash_kexec`` and then
+    called ``machine_kexec``, which never returned: crash shows that frame
+    first, and so do we when an unwind from its return address (below the
+    saved RSP) passes through every frame of ``bt`` past the first."""
+    if not task or not bt.frames:
+        return bt
+    try:
+        base = ctx.u64(task + ctx.btf.member_offset("task_struct", "stack"))
+    except (DumpFilterError, FaultError):
+        return bt
+    if not base < regs["rsp"] <= base + THREAD_SIZE:
+        return bt
+    want = {(f.stack, f.pc) for f in bt.frames[1:]}
+    for slot, ret in return_addresses(ctx, base, regs["rsp"]):
+        if not ctx.symbolize(ret)[0].startswith(KEXEC_FUNCTION + "+"):
+            continue
+        alt = Backtrace(bt.pid, bt.task, bt.cpu, bt.comm, "orc")
+        try:
+            _orc_unwind(ctx, orc, {"rip": ret, "rsp": slot + 8, "rbp": regs["rbp"]}, alt,
+                        exact=False, slot=slot)
+        except FaultError:
+            continue
+        if len(alt.frames) > 1 and alt.frames[1].symbol == bt.frames[0].symbol and \
+                want <= {(f.stack, f.pc) for f in alt.frames}:
+            return alt
+    return bt
+
+
 def backtrace(ctx, pid: int, task: int, cpu: int, comm: str,
               regs: Dict[str, int]) -> Backtrace:
     """Backtrace of an active task from its CPU's saved registers: ORC
-    when possible, else a stack scan."""
+    when possible, else a stack scan. When the registers are an exception's
+    (an Oops: ``crash_kexec`` was given the fault's pt_regs), the crash
+    path above the exception comes first, as crash shows it."""
     bt = Backtrace(pid, task, cpu, comm, "orc")
     try:
         orc = OrcTable(ctx)
+        copy = _exception_copy(ctx, task, regs) if task else None
+        if copy is not None:
+            base = ctx.u64(task + ctx.btf.member_offset("task_struct", "stack"))
+            if unwind_to(ctx, orc, return_addresses(ctx, base, copy), regs, bt, KEXEC_FUNCTION):
+                return bt
         _orc_unwind(ctx, orc, regs, bt)
         if len(bt.frames) > 2:
-            return bt
+            return _with_kexec_frame(ctx, orc, task, regs, bt)
         bt.errors.append("ORC unwinding stopped early; using a stack scan")
     except FaultError as e:
         bt.errors.append(f"ORC unwinding failed: {e}; using a stack scan")
@@ -348,11 +539,28 @@ def format_backtrace(bt: Backtrace) -> List[str]:
     lines = [f'PID: {bt.pid:<7d}  TASK: {bt.task:<16x}  CPU: {bt.cpu:<3d}  COMMAND: "{bt.comm}"'
              + ("  (stack scan)" if bt.method != "orc" else "")]
     for f in bt.frames:
-        lines.append(frame_line(f.level, f.stack, f.symbol, f.pc, f.module, f.scanned))
-        if f.regs is not None:
-            lines.extend(format_regs(f.regs))
+        if not f.shown:
+            continue
+        lines.extend(frame_lines(f.level, f.stack, f.symbol, f.pc, f.module, f.scanned, f.regs,
+                                 f.exception_rip, f.stack_name))
     lines.extend(f"    ({e})" for e in bt.errors)
     return lines
+
+
+def frame_lines(level: int, stack: int, symbol: str, pc: int, module: Optional[str] = None,
+                scanned: bool = False, regs: Optional[Dict[str, int]] = None,
+                exc_rip: Optional[str] = None, stack_name: Optional[str] = None) -> List[str]:
+    """A frame line, then for an exception frame crash's block:
+    ``[exception RIP: ...]`` (kernel-mode regs only), the registers, and
+    ``--- <stack> ---`` when the exception ran on another stack."""
+    out = [frame_line(level, stack, symbol, pc, module, scanned)]
+    if regs is not None:
+        if exc_rip:
+            out.append(f"    [exception RIP: {exc_rip}]")
+        out.extend(format_regs(regs))
+        if stack_name:
+            out.append(f"--- <{stack_name}> ---")
+    return out
 
 
 def frame_line(level: int, stack: int, symbol: str, pc: int, module: Optional[str] = None,
@@ -369,5 +577,5 @@ def function_names(bt: Backtrace) -> List[str]:
 
 
 __all__ = ["Backtrace", "Frame", "OrcTable", "backtrace", "cpu_registers", "format_backtrace",
-           "format_regs", "frame_line", "function_names", "UnwindError"]
+           "format_regs", "frame_line", "frame_lines", "exception_rip", "function_names", "UnwindError"]
 

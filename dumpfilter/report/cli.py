@@ -31,11 +31,13 @@ import struct
 import sys
 from typing import Dict, List, Optional
 
-from dumpfilter.errors import DumpFilterError, FaultError, UsageError
+from dumpfilter.errors import CorruptDumpError, DumpFilterError, FaultError, UsageError
 from dumpfilter.exits import EXIT_FAILED as EXIT_FATAL, EXIT_OK, EXIT_PARTIAL  # noqa: F401 - re-exported
 
 PROG = "dumpfilter-report"
 SECTIONS = ("log", "ps", "bt", "mod", "regs")
+#: Sections only printed when asked for (also under --json).
+EXTRA_SECTIONS = ("bt_all", "foreach_bt", "kmem", "runq", "mount", "files", "net")
 
 
 class _Parser(argparse.ArgumentParser):
@@ -57,6 +59,25 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--bt", action="store_true", help="backtrace of the panic task")
     p.add_argument("--mod", action="store_true", help="loaded modules")
     p.add_argument("--regs", action="store_true", help="per-CPU registers from NT_PRSTATUS")
+    p.add_argument("--bt-all", action="store_true", help="backtrace of the active task of "
+                   "every CPU (crash's bt -a)")
+    p.add_argument("--foreach-bt", action="store_true", help="backtrace of every task "
+                   "(crash's foreach bt); see --state")
+    p.add_argument("--state", metavar="LIST", help="with --foreach-bt: only tasks in these "
+                   "states, comma-separated letters as ps shows them (R,S,D,T,t,X,Z,P,I) or "
+                   "crash's two-letter names (RU,IN,UN,...)")
+    p.add_argument("--kmem", action="store_true", help="memory summary (crash's kmem -i)")
+    p.add_argument("--runq", action="store_true", help="run queues of every CPU (crash's runq)")
+    p.add_argument("-T", "--log-time", action="store_true", help="kernel log with wall-clock "
+                   "timestamps (crash's log -T); implies --log")
+    p.add_argument("--mount", action="store_true", help="mounts of the panic task's mount "
+                   "namespace (crash's mount)")
+    p.add_argument("--files", metavar="PID", type=int, help="open files of task PID "
+                   "(crash's files PID)")
+    p.add_argument("--net", action="store_true", help="network devices and their IPv4 "
+                   "addresses (crash's net)")
+    p.add_argument("--force", action="store_true", help="use a --vmlinux whose build differs "
+                   "from the dump's")
     p.add_argument("--json", action="store_true", help="everything as one JSON document")
     p.add_argument("--utc", action="store_true", help="print DATE in UTC (default: local time)")
     p.add_argument("-D", "--debug", action="store_true",
@@ -70,12 +91,19 @@ def build_parser() -> argparse.ArgumentParser:
 def open_context(paths: List[str], vmlinux: Optional[str] = None, prefer_vmlinux: bool = False):
     from dumpfilter.report.context import ReportContext, open_source
 
+    from dumpfilter.readers.kdump import KdumpSource
+    from dumpfilter.readers.splitset import KdumpSplitSet, incomplete_message, missing_pieces
+
     if len(paths) == 1:
         source = open_source(paths[0])
+        pieces = [source] if isinstance(source, KdumpSource) and source.split else []
     else:
-        from dumpfilter.readers.splitset import KdumpSplitSet
-
         source = KdumpSplitSet(paths)
+        pieces = list(source.pieces)
+    if pieces and missing_pieces(pieces):
+        msg = incomplete_message(pieces)
+        source.close()
+        raise CorruptDumpError(msg)
     return ReportContext(source, vmlinux=vmlinux, prefer_vmlinux=prefer_vmlinux)
 
 
@@ -168,7 +196,7 @@ def _sysinfo(ctx, log, tasks, tz, log_error: Optional[str] = None) -> Dict:
         why = "; ".join(e.split(": ", 1)[1] for e in si.errors if e.startswith("panic task:"))
         si.values["PID"] = f"(unavailable: {why or 'panic task not found'})"
     return {"values": dict(si.values), "errors": list(si.errors), "hz": si.hz,
-            "hz_source": si.hz_source, "crashtime": si.crashtime,
+            "hz_source": si.hz_source, "crashtime": si.crashtime, "jiffies_64": si.jiffies_64,
             "panic_task": None if pt is None or pt.task is None else
             {"pid": pt.task.pid, "comm": pt.task.comm, "task": f"{pt.task.address:#x}",
              "cpu": pt.cpu}}
@@ -271,6 +299,7 @@ def _regs(ctx) -> Dict:
 
 def _bt(ctx, sysinfo: Dict) -> Dict:
     from dumpfilter.report.backtrace import backtrace, cpu_registers
+    from dumpfilter.report.btall import bt_dict
 
     pt = sysinfo.get("panic_task")
     if pt is None:
@@ -281,12 +310,20 @@ def _bt(ctx, sysinfo: Dict) -> Dict:
         raise DumpFilterError(f"no NT_PRSTATUS note for CPU {pt['cpu']}")
     bt = backtrace(ctx, pt["pid"], int(pt["task"], 16), pt["cpu"], pt["comm"],
                    regs[pt["cpu"]].regs)
-    return {"pid": bt.pid, "task": f"{bt.task:x}", "cpu": bt.cpu, "comm": bt.comm,
-            "method": bt.method, "errors": bt.errors,
-            "frames": [{"level": f.level, "stack": f"{f.stack:#x}", "pc": f"{f.pc:#x}",
-                        "symbol": f.symbol, "module": f.module, "scanned": f.scanned,
-                        "regs": {k: f"{v:#x}" for k, v in f.regs.items()} if f.regs else None}
-                       for f in bt.frames]}
+    return bt_dict(bt)
+
+
+def _log_time(log, sysinfo: Dict, tz, errors: List[str]) -> Optional[str]:
+    from dumpfilter.report.logtime import boot_date, log_time_text
+
+    if log.format == "legacy":
+        errors.append("log -T: the legacy log ring has no record timestamps")
+        return None
+    if sysinfo.get("crashtime") is None or not sysinfo.get("hz") or sysinfo.get("jiffies_64") is None:
+        errors.append("log -T: the boot date needs CRASHTIME, jiffies_64 and HZ")
+        return None
+    return log_time_text(log, boot_date(sysinfo["crashtime"], sysinfo["jiffies_64"],
+                                        sysinfo["hz"]), tz)
 
 
 def _mod(ctx) -> Dict:
@@ -298,9 +335,11 @@ def _mod(ctx) -> Dict:
 # --------------------------------------------------------------------------- collect
 
 def collect(ctx, paths: List[str], sections, vmlinux: Optional[str] = None,
-            tz: Optional[str] = None) -> Dict:
+            tz: Optional[str] = None, options: Optional[Dict] = None) -> Dict:
     """The report as a JSON-able dict. ``rep["errors"]`` lists every
-    partial section ("section: why"); empty means complete."""
+    partial section ("section: why"); empty means complete. ``options``:
+    ``log_time`` (bool), ``states`` (foreach-bt filter), ``files_pid``."""
+    options = options or {}
     from dumpfilter.report.printk import read_printk
     from dumpfilter.report.tasks import TaskReader
 
@@ -319,7 +358,8 @@ def collect(ctx, paths: List[str], sections, vmlinux: Optional[str] = None,
     except DumpFilterError as e:
         tasks_error = str(e)
         errors.append(f"tasks: {e}")
-    need_sys = "sys" in sections or "bt" in sections
+    need_sys = bool({"sys", "bt", "bt_all", "foreach_bt", "mount", "net"} & set(sections)) or \
+        bool(options.get("log_time"))
     if need_sys:
         rep["sys"] = _sysinfo(ctx, log, tasks, tz, (rep.get("log") or {}).get("error"))
         errors.extend(f"sys: {e}" for e in rep["sys"]["errors"]
@@ -329,6 +369,8 @@ def collect(ctx, paths: List[str], sections, vmlinux: Optional[str] = None,
     if "log" in sections and log is not None:
         rep["log"] = {"format": log.format, "records": len(log.records),
                       "text": log.dump_dmesg().decode("latin-1")}
+        if options.get("log_time"):
+            rep["log"]["time_text"] = _log_time(log, rep["sys"], tz, errors)
     for name, fn in (("ps", lambda: _ps(ctx, tasks)), ("regs", lambda: _regs(ctx)),
                      ("bt", lambda: _bt(ctx, rep["sys"])), ("mod", lambda: _mod(ctx))):
         if name not in sections:
@@ -344,6 +386,9 @@ def collect(ctx, paths: List[str], sections, vmlinux: Optional[str] = None,
             continue
         sec_errors = rep[name].get("errors") or []
         errors.extend(f"{name}: {e}" for e in sec_errors)
+    from dumpfilter.report.extra import collect_extra
+
+    collect_extra(ctx, rep, sections, tasks, tasks_error, options, errors)
     di = ctx.debuginfo
     if di is not None:
         rep["debuginfo"] = {"symbols": di["symbols"], "types": di["types"],
@@ -360,12 +405,22 @@ def run(argv: Optional[List[str]] = None, stdout=None) -> int:
 
     stdout = stdout if stdout is not None else sys.stdout
     args = build_parser().parse_args(argv)
-    chosen = {s for s in SECTIONS if getattr(args, s)}
+    if args.log_time:
+        args.log = True
+    chosen = {s for s in SECTIONS + EXTRA_SECTIONS if getattr(args, s, None) not in (None, False)}
+    if args.state and not args.foreach_bt:
+        raise UsageError("--state goes with --foreach-bt")
+    options = {"log_time": args.log_time, "states": _states(args.state) if args.state else None,
+               "files_pid": args.files}
     if args.json:
-        sections = {"sys", *SECTIONS}
+        # Without section options, the default document (as dumpfilter-triage
+        # records it); with them, the banner and those sections.
+        sections = {"sys", *chosen} if chosen else {"sys", *SECTIONS}
     else:
         sections = chosen or {"sys"}
     tz = "UTC" if args.utc else None
+    if args.force and not args.vmlinux:
+        raise UsageError("--force goes with --vmlinux PATH")
     if args.prefer_vmlinux and not args.vmlinux:
         raise UsageError("--prefer-vmlinux needs --vmlinux PATH")
     if args.vmlinux and not os.path.isfile(args.vmlinux):
@@ -375,12 +430,16 @@ def run(argv: Optional[List[str]] = None, stdout=None) -> int:
     else:
         ctx = open_context(args.dumpfiles)
     try:
-        rep = collect(ctx, args.dumpfiles, sections, args.vmlinux, tz)
+        if args.vmlinux:
+            from dumpfilter.report.match import check_vmlinux
+
+            check_vmlinux(ctx, args.force)
+        rep = collect(ctx, args.dumpfiles, sections, args.vmlinux, tz, options)
     finally:
         ctx.close()
     if args.json:
         stdout.write(json.dumps(rep, indent=1) + "\n")
-    elif sections == {"log"} and rep["log"].get("text") is not None:
+    elif sections == {"log"} and rep["log"].get("text") is not None and not args.log_time:
         stdout.write(rep["log"]["text"])
     else:
         stdout.write(render_text(rep, sections))
@@ -389,6 +448,21 @@ def run(argv: Optional[List[str]] = None, stdout=None) -> int:
         for e in rep["errors"]:
             sys.stderr.write(f"{PROG}: partial: {e}\n")
     return EXIT_PARTIAL if rep["errors"] else EXIT_OK
+
+
+def _states(text: str) -> List[str]:
+    from dumpfilter.report.render import PS_STATES
+
+    names = {v: k for k, v in PS_STATES.items()}
+    out = []
+    for item in text.split(","):
+        item = item.strip()
+        letter = item if item in PS_STATES else names.get(item.upper())
+        if letter is None:
+            raise UsageError(f"--state {item!r}: not a task state (one of "
+                             f"{','.join(PS_STATES)} or {','.join(PS_STATES.values())})")
+        out.append(letter)
+    return out
 
 
 def main(argv: Optional[List[str]] = None) -> int:

@@ -5,7 +5,10 @@ Reads: kallsyms ``modules`` (list_head); BTF ``struct module``: ``list``,
 module_memory``: ``base``/``size``, first element = MOD_TEXT, 6.4+) or
 ``core_layout`` (``struct module_layout``: ``base``/``size``), whichever
 exists; ``kallsyms`` -> ``struct mod_kallsyms`` (``symtab``,
-``num_symtab``, ``strtab``) for each module's symbol count and symbols.
+``num_symtab``, ``strtab``) for each module's symbol count and symbols;
+``arch`` -> ``struct mod_arch_specific`` (``num_orcs``, ``orc_unwind_ip``,
+``orc_unwind``: the module's ORC tables, sorted by ``module_finalize``) when
+the kernel unwinds with ORC.
 
 ``ModuleSymbols`` names addresses inside a module's core text the way crash
 does in ``bt``: the nearest module symbol at or below the address, printed
@@ -31,10 +34,17 @@ def _layout(btf) -> Dict[str, int]:
         lay["base"] = m("module", "mem") + btf.member_offset("module_memory", "base")
         lay["size"] = m("module", "mem") + btf.member_offset("module_memory", "size")
         lay["size_bytes"] = btf.member("module_memory", "size").size
+        init = btf.enumerator("MOD_INIT_TEXT")
+        if init is not None:
+            step = init * btf.sizeof("module_memory")
+            lay["init_base"], lay["init_size"] = lay["base"] + step, lay["size"] + step
     elif btf.has_member("module", "core_layout"):
         lay["base"] = m("module", "core_layout.base")
         lay["size"] = m("module", "core_layout.size")
         lay["size_bytes"] = btf.member("module", "core_layout.size").size
+        if btf.has_member("module", "init_layout"):
+            lay["init_base"] = m("module", "init_layout.base")
+            lay["init_size"] = m("module", "init_layout.size")
     else:
         raise DumpFilterError("struct module has neither mem[] nor core_layout")
     if btf.has_member("module", "kallsyms") and btf.has_struct("mod_kallsyms"):
@@ -42,6 +52,10 @@ def _layout(btf) -> Dict[str, int]:
         lay["symtab"] = btf.member_offset("mod_kallsyms", "symtab")
         lay["num_symtab"] = btf.member_offset("mod_kallsyms", "num_symtab")
         lay["strtab"] = btf.member_offset("mod_kallsyms", "strtab")
+    if btf.has_member("module", "arch.num_orcs"):  # CONFIG_UNWINDER_ORC
+        lay["num_orcs"] = m("module", "arch.num_orcs")
+        lay["orc_ip"] = m("module", "arch.orc_unwind_ip")
+        lay["orc"] = m("module", "arch.orc_unwind")
     return lay
 
 
@@ -106,6 +120,15 @@ def read_modules(ctx, with_symbols: bool = False) -> Dict:
                             entry["symbols"] = module_symbols(ctx, ptr, lay)
                     except FaultError as e:
                         errors.append(f"{name}: symbol table not in the dump ({e})")
+            if "init_base" in lay:
+                ib = ctx.u64(mod + lay["init_base"])
+                isz = ctx.u32(mod + lay["init_size"])
+                if ib and isz:  # still initializing: its init text is mapped
+                    entry["init_base"], entry["init_size"] = f"{ib:x}", isz
+            if "num_orcs" in lay:
+                n = ctx.u32(mod + lay["num_orcs"])
+                entry["orc"] = {"entries": n, "ip_table": f"{ctx.u64(mod + lay['orc_ip']):x}",
+                                "table": f"{ctx.u64(mod + lay['orc']):x}"}
             mods.append(entry)
             node = ctx.u64(node)
         except FaultError as e:
@@ -116,14 +139,25 @@ def read_modules(ctx, with_symbols: bool = False) -> Dict:
 
 class ModuleSymbols:
     """Symbol lookup over loaded modules. ``modules`` is a list of
-    ``(name, base, size, [(symbol, address), ...])``."""
+    ``(name, base, size, [(symbol, address), ...])``; ``orc``: module name
+    -> (entries, ip table address, entry table address) of the modules
+    whose ORC tables the kernel keeps (``mod_arch_specific``)."""
 
-    def __init__(self, modules):
-        self._mods = sorted((base, base + size, name) for name, base, size, _s in modules)
+    def __init__(self, modules, orc: Optional[Dict[str, Tuple[int, int, int]]] = None,
+                 init: Optional[Dict[str, Tuple[int, int]]] = None):
+        """``init``: module name -> (base, size) of the init text of the
+        modules still initializing (their ``init`` function runs there)."""
+        self.orc = dict(orc or {})
+        init = dict(init or {})
+        ranges = [(base, base + size, name) for name, base, size, _s in modules]
+        ranges += [(b, b + n, name) for name, (b, n) in init.items()]
+        self._mods = sorted(ranges)
         self._starts = [m[0] for m in self._mods]
         self._syms: Dict[str, Tuple[List[int], List[str]]] = {}
         for name, base, size, syms in modules:
-            inside = sorted((a, n) for n, a in syms if base <= a < base + size)
+            ib, isz = init.get(name, (0, 0))
+            inside = sorted((a, n) for n, a in syms
+                            if base <= a < base + size or ib <= a < ib + isz)
             self._syms[name] = ([a for a, _n in inside], [n for _a, n in inside])
 
     def __len__(self) -> int:
@@ -152,5 +186,9 @@ class ModuleSymbols:
 def load_module_symbols(ctx) -> ModuleSymbols:
     """Read every module's placement and ``mod_kallsyms`` symbols."""
     mods = read_modules(ctx, with_symbols=True)["modules"]
+    orc = {m["name"]: (m["orc"]["entries"], int(m["orc"]["ip_table"], 16),
+                       int(m["orc"]["table"], 16))
+           for m in mods if m.get("orc") and m["orc"]["entries"]}
+    init = {m["name"]: (int(m["init_base"], 16), m["init_size"]) for m in mods if "init_base" in m}
     return ModuleSymbols([(m["name"], int(m["base"], 16), m["size"], m.get("symbols") or [])
-                          for m in mods])
+                          for m in mods], orc, init)

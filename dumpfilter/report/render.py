@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from typing import Dict, List
 
-from dumpfilter.report.backtrace import format_regs, frame_line
+from dumpfilter.report.backtrace import format_regs, frame_lines
 from dumpfilter.report.sysinfo import format_banner
 
 PS_HEADER = "      PID    PPID  CPU       TASK        ST  %MEM      VSZ      RSS  COMM"
@@ -80,12 +80,21 @@ def bt_lines(rep: Dict) -> List[str]:
     if bt["method"] != "orc":
         head += "  (stack scan)"
     out = [head]
-    for f in bt["frames"]:
-        out.append(frame_line(f["level"], int(f["stack"], 16), f["symbol"], int(f["pc"], 16),
-                              f.get("module"), f["scanned"]))
-        if f.get("regs"):
-            out.extend(format_regs({k: int(v, 16) for k, v in f["regs"].items()}))
+    out.extend(frames_text(bt["frames"]))
     out.extend(f"bt: {e}" for e in bt["errors"])
+    return out
+
+
+def frames_text(frames) -> List[str]:
+    """Frame dicts (as ``cli._bt`` stores them) in crash's bt layout."""
+    out: List[str] = []
+    for f in frames:
+        if not f.get("shown", True):
+            continue
+        regs = {k: int(v, 16) for k, v in f["regs"].items()} if f.get("regs") else None
+        out.extend(frame_lines(f["level"], int(f["stack"], 16), f["symbol"], int(f["pc"], 16),
+                               f.get("module"), f["scanned"], regs, f.get("exception_rip"),
+                               f.get("stack_name")))
     return out
 
 
@@ -113,22 +122,59 @@ def mod_lines(rep: Dict) -> List[str]:
     return out
 
 
+#: Printed order of the sections and crash's command for each header.
+SECTION_HEADERS = (("sys", "sys"), ("bt", "bt"), ("bt_all", "bt -a"),
+                   ("foreach_bt", "foreach bt"), ("regs", "regs"), ("ps", "ps"),
+                   ("runq", "runq"), ("kmem", "kmem -i"), ("mount", "mount"),
+                   ("files", "files"), ("net", "net"), ("mod", "mod"), ("log", "log"))
+
+
+def _log_text(rep: Dict) -> List[str]:
+    log = rep["log"]
+    text = log.get("time_text") if "time_text" in log else log.get("text")
+    if text is None:
+        return [f"log: {log.get('error') or 'wall-clock timestamps unavailable'}"]
+    return text[:-1].split("\n") if text.endswith("\n") else text.split("\n")
+
+
+def _section_lines(name: str, rep: Dict) -> List[str]:
+    if name == "sys":
+        return banner_lines(rep) + filtered_lines(rep)
+    if name in ("bt_all", "foreach_bt"):
+        from dumpfilter.report.btall import bts_lines
+
+        return bts_lines(rep[name], name.replace("_", "-"))
+    if name == "kmem":
+        from dumpfilter.report.kmem import kmem_lines
+
+        return kmem_lines(rep["kmem"])
+    if name == "runq":
+        from dumpfilter.report.runq import runq_lines
+
+        return runq_lines(rep["runq"])
+    if name in ("mount", "files"):
+        from dumpfilter.report import vfs
+
+        return (vfs.mount_lines if name == "mount" else vfs.files_lines)(rep[name])
+    if name == "net":
+        from dumpfilter.report.net import net_lines
+
+        return net_lines(rep["net"])
+    if name == "log":
+        return _log_text(rep)
+    return {"bt": bt_lines, "regs": regs_lines, "ps": ps_lines, "mod": mod_lines}[name](rep)
+
+
 def render_text(rep: Dict, sections) -> str:
-    """The whole text report: banner + filtered block unless only other
-    sections were asked for, then each section in a fixed order."""
+    """The whole text report: the sections asked for in a fixed order;
+    when there is more than one, each starts with ``== <crash command> ==``
+    and a blank line separates them."""
+    names = [(n, h) for n, h in SECTION_HEADERS if n in sections]
     out: List[str] = []
-    if "sys" in sections:
-        out.extend(banner_lines(rep))
-        out.extend(filtered_lines(rep))
-    for name, fn in (("bt", bt_lines), ("regs", regs_lines), ("ps", ps_lines), ("mod", mod_lines)):
-        if name in sections:
-            if out:
-                out.append("")
-            out.extend(fn(rep))
-    text = "\n".join(out) + ("\n" if out else "")
-    if "log" in sections:
-        if text:
-            text += "\n"
-        text += rep["log"]["text"] if rep["log"].get("text") is not None else \
-            f"log: {rep['log'].get('error')}\n"
-    return text
+    for k, (name, head) in enumerate(names):
+        if k:
+            out.append("")
+        if len(names) > 1:
+            out.append(f"== {head} ==")
+        out.extend(_section_lines(name, rep))
+    return "\n".join(out) + ("\n" if out else "")

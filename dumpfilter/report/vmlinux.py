@@ -153,6 +153,18 @@ class Vmlinux:
                 pos = desc_at + ((descsz + 3) & ~3)
         return None
 
+    def banner(self) -> Optional[str]:
+        """The ``linux_banner`` string (``.rodata``), or None."""
+        addr = self.link_address("linux_banner")
+        if addr is None:
+            return None
+        for sec in self.sections:
+            if sec.type != SHT_NOBITS and sec.addr and sec.addr <= addr < sec.addr + sec.size:
+                n = min(512, sec.addr + sec.size - addr)
+                return self._pread(sec.offset + addr - sec.addr, n).split(b"\0", 1)[0] \
+                    .decode("latin-1")
+        return None
+
     # ----------------------------------------------------------------- symbols
 
     def _raw_symbols(self) -> list:

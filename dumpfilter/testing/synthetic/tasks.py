@@ -64,7 +64,7 @@ RQ_CURR, RQ_IDLE, RQ_SIZE = 0x40, 0x48, 0x100
 PCPU_RQ, PCPU_CURRENT = 0, 0x200
 MM_SIZE = 64
 PGDAT_START_PFN, PGDAT_PRESENT, PGDAT_SPANNED, PGDAT_SIZE = 171560, 171568, 171576, 174208
-MOD_LIST, MOD_NAME, MOD_CORE, MOD_KALLSYMS, MODULE_SIZE = 8, 24, 80, 128, 256
+MOD_LIST, MOD_NAME, MOD_CORE, MOD_KALLSYMS, MOD_ARCH, MODULE_SIZE = 8, 24, 80, 128, 160, 256
 
 
 def frame_size(func: str) -> int:
@@ -120,10 +120,13 @@ def _btf() -> bytes:
     w.struct("module_layout", 16, [("base", w.ptr(ulong), 0, 0), ("size", u32, 64, 0)])
     w.struct("mod_kallsyms", 24, [("symtab", w.ptr(ulong), 0, 0), ("num_symtab", u32, 64, 0),
                                   ("strtab", w.ptr(char), 128, 0)])
+    w.struct("mod_arch_specific", 24, [("num_orcs", u32, 0, 0), ("orc_unwind_ip", w.ptr(i32), 64, 0),
+                                       ("orc_unwind", w.ptr("struct orc_entry"), 128, 0)])
     w.struct("module", MODULE_SIZE, [("state", u32, 0, 0), ("list", lh, 8 * MOD_LIST, 0),
                                      ("name", w.array(char, 56), 8 * MOD_NAME, 0),
                                      ("core_layout", "struct module_layout", 8 * MOD_CORE, 0),
-                                     ("kallsyms", w.ptr("struct mod_kallsyms"), 8 * MOD_KALLSYMS, 0)])
+                                     ("kallsyms", w.ptr("struct mod_kallsyms"), 8 * MOD_KALLSYMS, 0),
+                                     ("arch", "struct mod_arch_specific", 8 * MOD_ARCH, 0)])
     del u16
     return w.blob()
 
@@ -191,23 +194,34 @@ class _Installer:
         for p in range(IMG_TEXT // PAGE, -(-(IMG_TEXT + len(text)) // PAGE)):
             b.structural.add(b.kpa(p * PAGE) // PAGE)
         self.syms += [("_stext", "T", b.kernel_vaddr), ("_etext", "T", b.kva(0x200000))]
-        # ORC: one entry per function plus a terminator after the last one.
+        entries = self.orc_entries(names, b.kva(IMG_TEXT + len(names) * FUNC_SIZE))
+        n = len(entries)
+        ip_va = self.image_alloc("__start_orc_unwind_ip", 4 * n, "R", 16)
+        self.syms.append(("__stop_orc_unwind_ip", "R", ip_va + 4 * n))
+        orc_va = self.image_alloc("__start_orc_unwind", 6 * n, "R", 16)
+        self.syms.append(("__stop_orc_unwind", "R", orc_va + 6 * n))
+        ips, orcs = self.orc_tables(entries, ip_va)
+        self.write(ip_va, ips)
+        self.write(orc_va, orcs)
+
+    def orc_entries(self, names: List[str], end: int) -> List[Tuple[int, Tuple[int, int, int]]]:
+        """ORC: one entry per function plus a terminator after the last one."""
         entries = []
         for name in names:
             if is_regs_frame(name):
                 e = (0, 0, ORC_REG_SP | ORC_TYPE_REGS << 8)
             else:
-                end = 1 if is_end_frame(name) else 0
-                e = (frame_size(name) + 8, 0, ORC_REG_SP | ORC_TYPE_CALL << 8 | end << 10)
+                last = 1 if is_end_frame(name) else 0
+                e = (frame_size(name) + 8, 0, ORC_REG_SP | ORC_TYPE_CALL << 8 | last << 10)
             entries.append((self.func[name], e))
-        entries.append((b.kva(IMG_TEXT + len(names) * FUNC_SIZE), (0, 0, ORC_REG_UNDEFINED)))
-        n = len(entries)
-        ip_va = self.image_alloc("__start_orc_unwind_ip", 4 * n, "R", 16)
-        self.syms.append(("__stop_orc_unwind_ip", "R", ip_va + 4 * n))
-        self.write(ip_va, b"".join(struct.pack("<i", a - (ip_va + 4 * i)) for i, (a, _) in enumerate(entries)))
-        orc_va = self.image_alloc("__start_orc_unwind", 6 * n, "R", 16)
-        self.syms.append(("__stop_orc_unwind", "R", orc_va + 6 * n))
-        self.write(orc_va, b"".join(struct.pack("<hhH", *e) for _, e in entries))
+        entries.append((end, (0, 0, ORC_REG_UNDEFINED)))
+        return entries
+
+    @staticmethod
+    def orc_tables(entries, ip_va: int) -> Tuple[bytes, bytes]:
+        """The s32 place-relative ip table (at ``ip_va``) and the 6-byte entries."""
+        return (b"".join(struct.pack("<i", a - (ip_va + 4 * i)) for i, (a, _) in enumerate(entries)),
+                b"".join(struct.pack("<hhH", *e) for _, e in entries))
 
     def module(self, name: str) -> None:
         """A loaded module with its text mapped in the module area."""
@@ -237,6 +251,17 @@ class _Installer:
         self.u64(mod + MOD_CORE, text_va)
         self.write(mod + MOD_CORE + 8, struct.pack("<I", PAGE))
         self.u64(mod + MOD_KALLSYMS, kall)
+        # The module's own ORC tables (mod_arch_specific, as module_finalize
+        # leaves them: sorted, place-relative ips).
+        entries = self.orc_entries(funcs, text_va + len(funcs) * FUNC_SIZE)
+        tables = text_va + PAGE  # module memory, next to its text (place-relative s32 ips)
+        tables_pa = b.memblock_alloc(1) * PAGE
+        b.map_range(tables, tables_pa, PAGE, PAGE, nx=True)
+        ips, orcs = self.orc_tables(entries, tables)
+        b.write_phys(tables_pa, ips + orcs)
+        self.write(mod + MOD_ARCH, struct.pack("<I", len(entries)))
+        self.u64(mod + MOD_ARCH + 8, tables)
+        self.u64(mod + MOD_ARCH + 16, tables + 4 * len(entries))
         self.modules.append(mod + MOD_LIST)
 
     # ---------------------------------------------------------------- the stack
