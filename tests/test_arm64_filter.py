@@ -130,3 +130,9 @@ def test_elf_output(arm64_vmcore, source_hashes, tmp_path):
     for pfn, h in source_hashes.items():
         if h != zero:
             assert got.get(pfn) == h, pfn
+
+
+def test_dump_dmesg_equals_makedumpfile(arm64_vmcore, arm64_reference_dir, tmp_path):
+    out = tmp_path / "dmesg.txt"
+    cli("--dump-dmesg", arm64_vmcore, out)
+    assert out.read_bytes() == (arm64_reference_dir / "dmesg.txt").read_bytes()

@@ -205,8 +205,6 @@ class Arm64Memory(KernelMemory):
             if last or not desc & 2:
                 if last and not desc & 2:
                     raise FaultError("reserved page descriptor", vaddr)
-                if level == 0 and not last and not lay.lpa2:
-                    raise FaultError("block descriptor at level 0", vaddr)
                 size = 1 << shift
                 off = vaddr & (size - 1)
                 return (addr & ~(size - 1)) + off, size - off

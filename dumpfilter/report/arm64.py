@@ -63,8 +63,8 @@ def strip_pac(ctx, addr: int) -> int:
 def _entry_regs(ctx, record: int):
     """User registers of the ``pt_regs`` whose final frame record is at
     ``record``, or None if the types say nothing."""
-    btf = ctx.btf
     try:
+        btf = ctx.btf
         off = btf.member_offset("pt_regs", "stackframe")
         size = btf.sizeof("pt_regs")
     except DumpFilterError:
