@@ -168,3 +168,21 @@ def test_backtrace_strips_pac(config, pac, tmp_path):
             bt = Backtrace(1, 0, 1, "init", "?")
             arm64.backtrace(ctx, bt, img.cpu_regs[-1])
             assert [f.symbol for f in bt.frames] != list(FRAMES)
+
+
+@pytest.mark.parametrize("key,bad,message", [
+    (b"NUMBER(VA_BITS)=47", b"NUMBER(VA_BITS)=44", "NUMBER(VA_BITS)=44: not an arm64 VA size"),
+    (b"NUMBER(TCR_EL1_T1SZ)=0x11", b"NUMBER(TCR_EL1_T1SZ)=0x01",
+     "NUMBER(TCR_EL1_T1SZ)=0x1: 63-bit VA with VA_BITS=47"),
+    (b"PAGESIZE=16384", b"PAGESIZE=32768", "PAGESIZE=32768: arm64 uses 4096, 16384 or 65536"),
+])
+def test_bad_layout_one_line_and_exit_1(tmp_path, key, bad, message):
+    path = tmp_path / "in.elf"
+    build_arm64_vmcore(str(path), config="16k-47", seed=2)
+    data = path.read_bytes()
+    assert data.count(key) == 1
+    path.write_bytes(data.replace(key, bad))
+    r = run_cli("-c", "-d", "31", path, tmp_path / "out", check=False)
+    assert r.returncode == 1
+    assert r.stderr.strip().splitlines() == [f"dumpfilter: VMCOREINFO {message}"]
+    assert not (tmp_path / "out").exists()
