@@ -29,8 +29,14 @@ from typing import Dict, Optional, Tuple
 
 from dumpfilter.errors import DumpFilterError, FaultError, VmcoreInfoError
 
-#: How much of the kernel image (from ``_stext``) is searched.
-IMAGE_SPAN = 64 << 20
+#: How much of the kernel image is searched, from the lowest kallsyms
+#: table: kallsyms lives in ``.rodata``, which the generic linker script
+#: (include/asm-generic/vmlinux.lds.h, RO_DATA) places before ``__ksymtab``,
+#: ``__ksymtab_strings`` and ``.BTF``.
+IMAGE_SPAN = 40 << 20
+_KALLSYMS_TABLES = ("kallsyms_offsets", "kallsyms_addresses", "kallsyms_relative_base",
+                    "kallsyms_num_syms", "kallsyms_names", "kallsyms_token_table",
+                    "kallsyms_token_index")
 _CHUNK = 4 << 20
 #: The ksymtab lies before ``__ksymtab_strings``; the anchor is searched
 #: this far before the anchor string.
@@ -58,14 +64,14 @@ class KernelImage:
                         mem.read_into(base + p, memoryview(buf)[p:p + 4096])
                     except FaultError:
                         pass
-        self.data = bytes(buf)
+        self.data = buf  # searched in place (no second 64 MiB copy)
 
     def string_at(self, addr: int, limit: int = 256) -> Optional[bytes]:
         off = addr - self.base
         if not 0 <= off < len(self.data):
             return None
         end = self.data.find(b"\0", off, off + limit)
-        return None if end < 0 else self.data[off:end]
+        return None if end < 0 else bytes(self.data[off:end])
 
     def s32(self, addr: int) -> int:
         return struct.unpack_from("<i", self.data, addr - self.base)[0]
@@ -130,7 +136,7 @@ def find_btf(img: KernelImage) -> Tuple[int, int]:
         size = hdr + max(t_off + t_len, s_off + s_len)
         if pos + size <= len(data) and t_len and s_len:
             try:
-                btf = Btf(data[pos:pos + size])
+                btf = Btf(bytes(data[pos:pos + size]))
                 if len(btf) > 1000:
                     return img.base + pos, size
             except BtfError:
@@ -154,10 +160,10 @@ def image_symbols(mem, info) -> Dict[str, int]:
     """Exported, BTF-section and per-cpu symbols of the dumped kernel."""
     from dumpfilter.report.btf import Btf
 
-    base = info.symbol("_stext")
-    if base is None:
-        raise VmcoreInfoError("VMCOREINFO lacks SYMBOL(_stext): cannot read the kernel image")
-    img = KernelImage(mem, base)
+    tables = [a for a in (info.symbol(n) for n in _KALLSYMS_TABLES) if a is not None]
+    if not tables:
+        raise VmcoreInfoError("VMCOREINFO names no kallsyms table: cannot find the kernel's .rodata")
+    img = KernelImage(mem, min(tables) & ~0xFFF)
     syms = exported_symbols(img)
     try:
         addr, size = find_btf(img)
@@ -165,7 +171,7 @@ def image_symbols(mem, info) -> Dict[str, int]:
         return syms
     syms.setdefault("__start_BTF", addr)
     syms.setdefault("__stop_BTF", addr + size)
-    btf = Btf(img.data[addr - img.base:addr - img.base + size])
+    btf = Btf(bytes(img.data[addr - img.base:addr - img.base + size]))
     for name, a in percpu_symbols(btf, syms).items():
         syms.setdefault(name, a)
     return syms
