@@ -84,3 +84,20 @@ def test_bad_layout_values_refused(arm64, key, value):
     text = info.raw.decode().replace(f"{key}={info.entries[key]}", f"{key}={value}")
     with pytest.raises(VmcoreInfoError, match=key.split("(")[-1].rstrip(")")):
         Arm64Layout(VmcoreInfo.parse(text.encode()))
+
+
+def test_pre_5_4_layout():
+    """Before the flip (14c127c957c1, v5.4) arch/arm64/include/asm/memory.h
+    had PAGE_OFFSET = ~0 - (1 << (VA_BITS - 1)) + 1 (the linear map in the
+    upper half) and KIMAGE_VADDR = MODULES_END = VA_START + 128 MiB below
+    it: the model detects that from _stext, not from a version."""
+    va_start = (-(1 << 48)) & (2**64 - 1)
+    page_offset = (-(1 << 47)) & (2**64 - 1)
+    stext = va_start + (128 << 20) + 0x81000
+    text = (f"PAGESIZE=4096\nNUMBER(VA_BITS)=48\nNUMBER(kimage_voffset)=0x{stext - 0x40281000:x}\n"
+            f"NUMBER(PHYS_OFFSET)=0x40000000\nSYMBOL(_stext)={stext:x}\n")
+    lay = Arm64Layout(VmcoreInfo.parse(text.encode()))
+    assert not lay.flipped
+    assert lay.is_linear(page_offset) and not lay.is_linear(stext)
+    assert lay.lm_to_phys(page_offset + 0x1000) == 0x40001000
+    assert lay.kimg_to_phys(stext) == 0x40281000
