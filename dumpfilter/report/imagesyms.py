@@ -19,6 +19,7 @@ checked, never by a kernel version:
 * per-cpu variables: BTF's ``.data..percpu`` DATASEC gives each variable's
   offset in the section; an exported per-cpu variable (in both tables)
   gives the section's address, hence e.g. ``runqueues``.
+* the ``modules`` list head, from the loaded modules (report/modfind.py).
 """
 from __future__ import annotations
 
@@ -174,6 +175,11 @@ def image_symbols(mem, info) -> Dict[str, int]:
     btf = Btf(bytes(img.data[addr - img.base:addr - img.base + size]))
     for name, a in percpu_symbols(btf, syms).items():
         syms.setdefault(name, a)
+    from dumpfilter.report.modfind import find_modules_head
+
+    head = find_modules_head(mem, info, btf)
+    if head is not None:
+        syms.setdefault("modules", head)
     return syms
 
 
