@@ -1,10 +1,12 @@
-"""Debian's arm64 crash 8.0.2 under qemu-user, for tests on arm64 dumps
-(the x86_64 crash refuses them: "machine type mismatch").
+"""Debian's arm64 crash 8.0.2 and makedumpfile 1.7.2 under qemu-user, for
+tests on arm64 dumps (the x86_64 builds refuse them: crash "machine type
+mismatch", makedumpfile "Can't get the symbol of init_level4_pgt").
 
 Packages come from the Debian archive through apt with a private arm64
 package list under the cache directory (no ``dpkg --add-architecture``, no
 change to the system's apt state): crash and the libraries it links
-(``readelf -d``), unpacked into a root for ``qemu-aarch64 -L``, and the
+(``readelf -d``), unpacked into a root for ``qemu-aarch64 -L``, the same
+for makedumpfile, and the
 kernel's ``-dbg`` package, from which only the vmlinux is extracted. Every
 helper skips the calling test with a reason when something is missing.
 """
@@ -23,6 +25,9 @@ from conftest import cache_root, file_lock
 #: What Debian's arm64 crash 8.0.2 links against (its DT_NEEDED closure).
 CRASH_PACKAGES = ("crash", "libc6", "libgcc-s1", "liblzo2-2", "libncursesw6", "libsnappy1v5",
                   "libstdc++6", "libtinfo6", "libzstd1")
+#: ... and what its makedumpfile 1.7.2 links against (libdw's closure included).
+MAKEDUMPFILE_PACKAGES = ("makedumpfile", "libc6", "libdw1", "libelf1", "liblzo2-2", "zlib1g",
+                         "libbz2-1.0", "liblzma5", "libzstd1")
 DBG_PACKAGE = "linux-image-6.1.0-57-arm64-dbg"
 DBG_VERSION = "6.1.192-3"
 DBG_MEMBER = "./usr/lib/debug/boot/vmlinux-6.1.0-57-arm64"
@@ -58,17 +63,18 @@ def _download(packages: Sequence[str], dest: Path) -> None:
         pytest.skip(f"apt-get download {' '.join(packages)} (arm64) failed: {r.stderr.strip()[-300:]}")
 
 
-def crash_root() -> Path:
-    """A directory with Debian's arm64 crash and its libraries."""
+def _qemu_root(name: str, packages: Sequence[str], binary: str) -> Path:
+    """A directory with Debian's arm64 ``packages`` unpacked, for
+    ``qemu-aarch64 -L``; ``binary`` (relative) must be in it."""
     if shutil.which("qemu-aarch64") is None:
         pytest.skip("qemu-aarch64 not installed (apt-get install qemu-user)")
-    base = cache_root() / "arm64-crash"
+    base = cache_root() / f"arm64-{name}"
     root = base / "root"
     base.mkdir(parents=True, exist_ok=True)
     with file_lock(base / ".lock"):
-        if (root / "usr" / "bin" / "crash").is_file():
+        if (root / binary).is_file():
             return root
-        _download(CRASH_PACKAGES, base / "debs")
+        _download(packages, base / "debs")
         tmp = base / "root.part"
         shutil.rmtree(tmp, ignore_errors=True)
         for deb in sorted((base / "debs").glob("*.deb")):
@@ -76,6 +82,27 @@ def crash_root() -> Path:
                            stdin=subprocess.DEVNULL)
         os.replace(tmp, root)
     return root
+
+
+def crash_root() -> Path:
+    """A directory with Debian's arm64 crash and its libraries."""
+    return _qemu_root("crash", CRASH_PACKAGES, "usr/bin/crash")
+
+
+def run_arm64_makedumpfile(args: Sequence, stdin_path=None,
+                           timeout: float = 300) -> subprocess.CompletedProcess:
+    """Debian's arm64 makedumpfile 1.7.2 under qemu-aarch64 (stdout is
+    returned as bytes: -F streams; ``stdin_path`` feeds -R); raises on a
+    non-zero exit."""
+    root = _qemu_root("makedumpfile", MAKEDUMPFILE_PACKAGES, "usr/bin/makedumpfile")
+    argv = ["qemu-aarch64", "-L", str(root), str(root / "usr" / "bin" / "makedumpfile"),
+            *map(str, args)]
+    with open(stdin_path or os.devnull, "rb") as stdin:
+        r = subprocess.run(argv, capture_output=True, timeout=timeout, stdin=stdin)
+    if r.returncode != 0:
+        raise AssertionError(f"arm64 makedumpfile {args} exited {r.returncode}:\n"
+                             f"{r.stderr.decode(errors='replace')[-2000:]}")
+    return r
 
 
 def debug_vmlinux() -> Path:
