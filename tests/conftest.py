@@ -39,6 +39,8 @@ QEMU_ELF = "qemu-6.1-512M.elf"
 QEMU_FLAT = "qemu-6.1-512M.kdump-zlib-flat"
 MDF_D31_ZLIB = "kdump-6.1-512M.d31-zlib.kdump"
 MDF_D31_LZO = "kdump-6.1-512M.d31-lzo.kdump"
+ARM64_VMCORE = "arm64-6.1-1G.vmcore"
+ARM64_MDF_D31_ZLIB = "arm64-6.1-1G.d31-zlib.kdump"
 
 
 # --------------------------------------------------------------------------- markers
@@ -136,7 +138,8 @@ def real_vmcore(name: str) -> Path:
         pytest.skip("shared/ directory not found (set DUMPFILTER_SHARED or place it beside the repo)")
     vmdir = shared / "vmcores"
     src = None
-    for cand in (vmdir / f"{name}.zst", vmdir / "reference" / f"{name}.zst"):
+    for cand in (vmdir / f"{name}.zst", vmdir / "reference" / f"{name}.zst",
+                 vmdir / "reference-arm64" / f"{name}.zst"):
         if cand.is_file():
             src = cand
             break
@@ -234,6 +237,31 @@ def mdf_d31_zlib() -> Path:
 @pytest.fixture(scope="session")
 def mdf_d31_lzo() -> Path:
     return real_vmcore(MDF_D31_LZO)
+
+
+@pytest.fixture(scope="session")
+def arm64_vmcore() -> Path:
+    """The real arm64 capture (Debian 6.1 arm64, 1 GiB guest)."""
+    return real_vmcore(ARM64_VMCORE)
+
+
+@pytest.fixture(scope="session")
+def arm64_reference_dir(shared_dir) -> Path:
+    d = shared_dir / "vmcores" / "reference-arm64"
+    if not d.is_dir():
+        pytest.skip(f"{d} not found")
+    return d
+
+
+@pytest.fixture(scope="session")
+def arm64_groundtruth(arm64_reference_dir) -> dict:
+    return json.loads((arm64_reference_dir / "groundtruth.json").read_text())
+
+
+@pytest.fixture(scope="session")
+def arm64_mdf_d31_zlib() -> Path:
+    """makedumpfile 1.7.2's (Debian arm64 build) -c -d 31 output of the arm64 capture."""
+    return real_vmcore(ARM64_MDF_D31_ZLIB)
 
 
 # --------------------------------------------------------------------------- debug vmlinux

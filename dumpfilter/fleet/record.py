@@ -166,7 +166,8 @@ WARM_MODULES = (
     "dumpfilter.report.btf", "dumpfilter.report.printk", "dumpfilter.report.tasks",
     "dumpfilter.report.sysinfo", "dumpfilter.report.backtrace", "dumpfilter.report.modules",
     "dumpfilter.readers.elf", "dumpfilter.readers.kdump", "dumpfilter.readers.flattened",
-    "dumpfilter.readers.splitset", "dumpfilter.memory.x86_64", "dumpfilter.memory.sparsemem",
+    "dumpfilter.readers.splitset", "dumpfilter.memory.x86_64", "dumpfilter.memory.arm64",
+    "dumpfilter.memory.sparsemem",
     "dumpfilter.filter.classify", "dumpfilter._core",
 )
 SHRINK_MODULES = ("dumpfilter.fleet.shrink", "dumpfilter.filter.job", "dumpfilter.writers.output",

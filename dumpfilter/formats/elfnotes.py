@@ -16,6 +16,8 @@ X86_64_REGS = (
     "rax", "rcx", "rdx", "rsi", "rdi", "orig_rax", "rip", "cs", "eflags",
     "rsp", "ss", "fs_base", "gs_base", "ds", "es", "fs", "gs",
 )
+#: arm64 ``struct user_pt_regs`` (``elf_prstatus.pr_reg``): x0-x30, sp, pc, pstate.
+AARCH64_REGS = tuple(f"x{i}" for i in range(31)) + ("sp", "pc", "pstate")
 _PRSTATUS_PID_OFF = 32
 _PRSTATUS_REG_OFF = 112
 
@@ -71,10 +73,26 @@ class CpuRegisters:
     regs: dict
 
 
-def decode_prstatus_x86_64(note: Note, index: int) -> CpuRegisters:
-    need = _PRSTATUS_REG_OFF + 8 * len(X86_64_REGS)
+def _decode_prstatus(note: Note, index: int, names: Tuple[str, ...]) -> CpuRegisters:
+    need = _PRSTATUS_REG_OFF + 8 * len(names)
     if len(note.desc) < need:
         raise CorruptDumpError(f"NT_PRSTATUS note {index} is {len(note.desc)} bytes, need {need}")
     (pid,) = struct.unpack_from("<i", note.desc, _PRSTATUS_PID_OFF)
-    vals = struct.unpack_from("<%dQ" % len(X86_64_REGS), note.desc, _PRSTATUS_REG_OFF)
-    return CpuRegisters(index, pid, dict(zip(X86_64_REGS, vals)))
+    vals = struct.unpack_from("<%dQ" % len(names), note.desc, _PRSTATUS_REG_OFF)
+    return CpuRegisters(index, pid, dict(zip(names, vals)))
+
+
+def decode_prstatus_x86_64(note: Note, index: int) -> CpuRegisters:
+    return _decode_prstatus(note, index, X86_64_REGS)
+
+
+def decode_prstatus_aarch64(note: Note, index: int) -> CpuRegisters:
+    """An arm64 NT_PRSTATUS (392 bytes; ``pr_reg`` at 112 as on x86_64)."""
+    return _decode_prstatus(note, index, AARCH64_REGS)
+
+
+def decode_prstatus(note: Note, index: int, e_machine: Optional[int]) -> CpuRegisters:
+    """The note decoded for the dumped machine (EM_AARCH64 183, else x86_64)."""
+    if e_machine == 183:
+        return decode_prstatus_aarch64(note, index)
+    return decode_prstatus_x86_64(note, index)

@@ -8,7 +8,17 @@ from dumpfilter.vmcoreinfo import VmcoreInfo
 
 def kernel_memory(source, info: VmcoreInfo):
     """A reader of the dumped kernel's virtual memory, or None when
-    VMCOREINFO does not name a page-table root."""
+    VMCOREINFO does not name a page-table root. The architecture comes
+    from the dump (ELF ``e_machine``, the kdump header's machine, else
+    VMCOREINFO), never from the host."""
+    from dumpfilter.memory.arm64 import is_arm64
+
+    if is_arm64(info, source.e_machine):
+        if info.symbol("swapper_pg_dir") is None:
+            return None
+        from dumpfilter.memory.arm64 import Arm64Memory
+
+        return Arm64Memory(source, info)
     from dumpfilter.memory.x86_64 import X86_64Memory
 
     if info.symbol("init_top_pgt") is None and info.symbol("init_level4_pgt") is None \
@@ -19,6 +29,10 @@ def kernel_memory(source, info: VmcoreInfo):
 
 def phys_base(info: VmcoreInfo, source=None) -> int:
     """The kernel's ``phys_base`` (recorded in kdump headers)."""
+    from dumpfilter.memory.arm64 import arm64_phys_base, is_arm64
+
+    if is_arm64(info, None if source is None else source.e_machine):
+        return arm64_phys_base(info)
     from dumpfilter.memory.x86_64 import kernel_phys_base
 
     return kernel_phys_base(info, source)

@@ -1,4 +1,4 @@
-"""What every memory model of the dumped kernel offers (x86_64 today).
+"""What every memory model of the dumped kernel offers (x86_64, arm64).
 
 ``translate`` is the model's own page-table walk; reads are built on it,
 leaf by leaf, through the source's physical reads.
@@ -6,6 +6,7 @@ leaf by leaf, through the source's physical reads.
 from __future__ import annotations
 
 import struct
+from collections import OrderedDict
 from contextlib import contextmanager
 from typing import Iterator, Tuple
 
@@ -14,6 +15,23 @@ class KernelMemory:
     """Virtual memory of the dumped kernel, over a ``DumpSource``."""
 
     source = None  # the DumpSource, set by the subclass
+    #: Bytes of one page-table page, and how many such pages stay cached.
+    table_size = 4096
+    _cache_pages = 64
+    _cache: "OrderedDict[int, bytes]"
+
+    def _table(self, paddr: int) -> bytes:
+        """The page-table page at ``paddr``, through a small LRU cache."""
+        cache = self._cache
+        page = cache.get(paddr)
+        if page is None:
+            page = self.source.read_phys(paddr, self.table_size)
+            cache[paddr] = page
+            if len(cache) > self._cache_pages:
+                cache.popitem(last=False)
+        else:
+            cache.move_to_end(paddr)
+        return page
 
     def translate(self, vaddr: int) -> Tuple[int, int]:  # pragma: no cover - interface
         """(paddr, bytes left in this leaf mapping) for ``vaddr``; raises

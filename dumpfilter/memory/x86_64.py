@@ -64,7 +64,7 @@ class X86_64Memory(KernelMemory):
         self.levels = 5 if info.number("pgtable_l5_enabled") else 4
         sme = info.number("sme_mask") or 0
         self.entry_mask = _ENTRY_ADDR & ~sme
-        self._cache: "OrderedDict[int, bytes]" = OrderedDict()
+        self._cache = OrderedDict()
         self._cache_pages = cache_pages
 
     @staticmethod
@@ -76,17 +76,6 @@ class X86_64Memory(KernelMemory):
         if vaddr < START_KERNEL_MAP:
             raise FaultError("not a kernel-image address", vaddr)
         return vaddr - START_KERNEL_MAP + self.phys_base
-
-    def _table(self, paddr: int) -> bytes:
-        page = self._cache.get(paddr)
-        if page is None:
-            page = self.source.read_phys(paddr, 4096)
-            self._cache[paddr] = page
-            if len(self._cache) > self._cache_pages:
-                self._cache.popitem(last=False)
-        else:
-            self._cache.move_to_end(paddr)
-        return page
 
     def translate(self, vaddr: int) -> Tuple[int, int]:
         """(paddr, bytes left in this leaf mapping) for ``vaddr``; raises

@@ -37,7 +37,7 @@ import struct
 from dataclasses import dataclass, field
 from typing import Dict, List, Optional
 
-from dumpfilter.formats.elfnotes import X86_64_REGS, CpuRegisters, decode_prstatus_x86_64, prstatus_notes
+from dumpfilter.formats.elfnotes import X86_64_REGS, CpuRegisters, decode_prstatus, prstatus_notes
 from dumpfilter.errors import DumpFilterError, FaultError
 
 #: x86_64 struct pt_regs: the first 21 words of user_regs_struct.
@@ -111,14 +111,18 @@ def cpu_registers(ctx, online: Optional[List[int]] = None) -> Dict[int, CpuRegis
     CPUs in order; without a cpu mask (or a count mismatch) note k is
     reported as CPU k."""
     notes = prstatus_notes(ctx.source.notes)
-    regs = [decode_prstatus_x86_64(n, i) for i, n in enumerate(notes)]
+    regs = [decode_prstatus(n, i, ctx.source.e_machine) for i, n in enumerate(notes)]
     if online is None or len(online) != len(regs):
         online = list(range(len(regs)))
     return dict(zip(online, regs))
 
 
 def format_regs(r: Dict[str, int], indent: str = "    ") -> List[str]:
-    """crash's x86_64 register block."""
+    """crash's register block (x86_64, or arm64 for arm64 registers)."""
+    from dumpfilter.report import arm64
+
+    if arm64.is_arm64_regs(r):
+        return arm64.format_regs(r, indent)
     def q(name):
         return f"{r.get(name, 0):016x}"
     rows = [
@@ -514,6 +518,11 @@ def backtrace(ctx, pid: int, task: int, cpu: int, comm: str,
     (an Oops: ``crash_kexec`` was given the fault's pt_regs), the crash
     path above the exception comes first, as crash shows it."""
     bt = Backtrace(pid, task, cpu, comm, "orc")
+    if "pstate" in regs:  # arm64: frame records
+        from dumpfilter.report import arm64
+
+        arm64.backtrace(ctx, bt, regs)
+        return bt
     try:
         orc = OrcTable(ctx)
         copy = _exception_copy(ctx, task, regs) if task else None
@@ -537,7 +546,7 @@ def backtrace(ctx, pid: int, task: int, cpu: int, comm: str,
 
 def format_backtrace(bt: Backtrace) -> List[str]:
     lines = [f'PID: {bt.pid:<7d}  TASK: {bt.task:<16x}  CPU: {bt.cpu:<3d}  COMMAND: "{bt.comm}"'
-             + ("  (stack scan)" if bt.method != "orc" else "")]
+             + ("  (stack scan)" if bt.method == "stack scan" else "")]
     for f in bt.frames:
         if not f.shown:
             continue
@@ -570,6 +579,11 @@ def frame_line(level: int, stack: int, symbol: str, pc: int, module: Optional[st
     mod = f" [{module}]" if module else ""
     mark = "  (caller found by stack scan)" if scanned else ""
     return f"{'#%d' % level:>3} [{stack:016x}] {symbol} at {pc:x}{mod}{mark}"
+
+
+def pc_of(regs: Dict[str, int]) -> int:
+    """The program counter of a register set (x86_64 ``rip``, arm64 ``pc``)."""
+    return regs["pc"] if "pstate" in regs else regs["rip"]
 
 
 def function_names(bt: Backtrace) -> List[str]:

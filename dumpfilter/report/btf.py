@@ -268,6 +268,20 @@ class Btf(MemberQueries):
         except BtfLookupError:
             return False
 
+    def datasec_vars(self, section: str) -> Dict[str, int]:
+        """name -> offset of each VAR of the DATASEC ``section`` (e.g.
+        ``.data..percpu``); {} when there is no such section."""
+        tid = self.find(section, KIND_DATASEC)
+        if tid is None:
+            return {}
+        out: Dict[str, int] = {}
+        for i in range(self.vlen(tid)):
+            var, off, _size = self._u32s(tid, 3 * i, 3)
+            self._check_id(var)
+            if self._kind[var] == KIND_VAR:
+                out[self.name(var)] = off
+        return out
+
     # ----------------------------------------------------------------- types
 
     def resolve(self, tid: int) -> int:

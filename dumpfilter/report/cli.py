@@ -284,12 +284,12 @@ def _online(ctx) -> Optional[List[int]]:
 
 
 def _regs(ctx) -> Dict:
-    from dumpfilter.report.backtrace import cpu_registers
+    from dumpfilter.report.backtrace import cpu_registers, pc_of
 
     regs = cpu_registers(ctx, _online(ctx))
     cpus = []
     for cpu, r in sorted(regs.items()):
-        sym, mod = ctx.symbolize(r.regs["rip"])
+        sym, mod = ctx.symbolize(pc_of(r.regs))
         if mod:
             sym += f" [{mod}]"
         cpus.append({"cpu": cpu, "note": r.index, "pid": r.pid, "rip_symbol": sym,

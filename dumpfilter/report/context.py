@@ -136,7 +136,18 @@ class ReportContext:
     def _dump_kallsyms(self):
         from dumpfilter.report.kallsyms import load_kallsyms
 
-        return load_kallsyms(self.mem, self.info), "dump kallsyms"
+        table = load_kallsyms(self.mem, self.info)
+        if "init_task" not in table:
+            # Text symbols only (CONFIG_KALLSYMS_ALL off): data symbols
+            # from the kernel image's own tables (report/imagesyms.py).
+            from dumpfilter.report.imagesyms import with_image_symbols
+
+            try:
+                return with_image_symbols(table, self.mem, self.info), \
+                    "dump kallsyms + kernel image tables"
+            except DumpFilterError as e:
+                self.debuginfo["notes"].append(f"symbols: kernel image tables unusable ({e})")
+        return table, "dump kallsyms"
 
     def _vmlinux_symbols(self):
         return self.vmlinux.symbols(self.info), "vmlinux .symtab"

@@ -77,7 +77,7 @@ def bt_lines(rep: Dict) -> List[str]:
         return [f"bt: {bt['error']}"]
     head = (f'PID: {bt["pid"]:<7d}  TASK: {int(bt["task"], 16):<16x}  CPU: {bt["cpu"]:<3d}  '
             f'COMMAND: "{bt["comm"]}"')
-    if bt["method"] != "orc":
+    if bt["method"] == "stack scan":
         head += "  (stack scan)"
     out = [head]
     out.extend(frames_text(bt["frames"]))

@@ -356,6 +356,9 @@ def read_sysinfo(ctx, log=None, tasks=None, tz: Optional[str] = None) -> SysInfo
             _unavailable(si, k, e, "init_uts_ns")
         machine = "(unavailable)"
     try:
+        if machine == "aarch64":
+            # No CPU frequency in an arm64 kernel; crash prints the same.
+            raise _NoMhz()
         if ks is None:
             raise DumpFilterError(ks_error)
         addr = ks.address("cpu_khz")
@@ -364,6 +367,8 @@ def read_sysinfo(ctx, log=None, tasks=None, tz: Optional[str] = None) -> SysInfo
         si.cpu_khz = ctx.u32(addr)
         mhz = si.cpu_khz // 1000
         si.values["MACHINE"] = f"{machine}  ({mhz} Mhz)" if mhz else f"{machine}  (unknown Mhz)"
+    except _NoMhz:
+        si.values["MACHINE"] = f"{machine}  (unknown Mhz)"
     except DumpFilterError as e:
         si.values["MACHINE"] = f"{machine}  (unknown Mhz)"
         si.errors.append(f"MACHINE: cpu_khz: {e}")
@@ -409,6 +414,10 @@ def read_sysinfo(ctx, log=None, tasks=None, tz: Optional[str] = None) -> SysInfo
     except DumpFilterError as e:
         si.errors.append(f"panic task: {e}")
     return si
+
+
+class _NoMhz(Exception):
+    """The architecture keeps no CPU frequency (not an error)."""
 
 
 def _node_memory(ctx) -> int:

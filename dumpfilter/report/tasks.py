@@ -326,7 +326,32 @@ class TaskReader:
                 val = self.ctx.s32(addr)
                 if val >= 0:
                     return val
-        return None
+        if "panic_cpu" in self.ks:
+            return None
+        return self._crash_kexec_cpu()
+
+    def _crash_kexec_cpu(self) -> Optional[int]:
+        """Without a ``panic_cpu`` symbol (it is not exported, so kallsyms
+        without CONFIG_KALLSYMS_ALL lacks it): the one CPU whose NT_PRSTATUS
+        pc lies in ``__crash_kexec``, where crash_setup_regs() saved the
+        panicking CPU's registers (the others saved what their crash-stop
+        IPI interrupted); None unless exactly one does."""
+        from dumpfilter.report.backtrace import cpu_registers, pc_of
+
+        try:
+            online = self.cpumask("__cpu_online_mask")
+        except (VmcoreInfoError, FaultError):
+            online = None
+        try:
+            regs = cpu_registers(self.ctx, online)
+        except CorruptDumpError:
+            return None
+        hits = []
+        for cpu, r in regs.items():
+            hit = self.ks.lookup(pc_of(r.regs))
+            if hit is not None and hit[0] in ("__crash_kexec", "crash_kexec"):
+                hits.append(cpu)
+        return hits[0] if len(hits) == 1 else None
 
     def panic_task(self, tasks: Optional[TaskList] = None) -> Optional[PanicTask]:
         """The task that panicked: the panic CPU's ``rq.curr``, checked

@@ -102,6 +102,7 @@ class CoreOptions:
     phdrs_after_shdrs: bool = False
     bad_ehsize: bool = False
     misalign: int = 0  # extra bytes before the first segment (0 = page aligned)
+    e_machine: int = EM_X86_64  # 183 for the arm64 images (synthetic/arm64.py)
 
 
 def write_core(
@@ -139,7 +140,7 @@ def write_core(
     ehdr[0:16] = b"\x7fELF" + bytes([2, 1, 1, 0]) + bytes(8)
     struct.pack_into(
         "<HHIQQQIHHHHHH", ehdr, 16,
-        ET_CORE, EM_X86_64, 1, 0, phoff, shoff, 0,
+        ET_CORE, opt.e_machine, 1, 0, phoff, shoff, 0,
         8 if opt.bad_ehsize else EHDR_SIZE, PHDR_SIZE, phnum,
         SHDR_SIZE if nsh else 0, nsh, 0,
     )

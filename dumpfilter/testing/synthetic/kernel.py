@@ -98,6 +98,9 @@ class ImageSpec:
 # =========================================================================== builder
 
 class _Builder:
+    #: Page size in bytes (the arm64 builder, synthetic/arm64.py, sets 16/64 KiB).
+    P = PAGE
+
     def __init__(self, spec: ImageSpec):
         self.spec = spec
         self.prof = profiles.get_profile(spec.profile)
@@ -341,7 +344,7 @@ class _Builder:
 
     def _find_aligned(self, order: int) -> Optional[int]:
         n = 1 << order
-        cands = [p for a, b in self.ram for p in range(-(-(a // PAGE) // n) * n, b // PAGE - n + 1, n)]
+        cands = [p for a, b in self.ram for p in range(-(-(a // self.P) // n) * n, b // self.P - n + 1, n)]
         if not cands:
             return None
         start = self.rng.randrange(len(cands))
