@@ -135,7 +135,7 @@ def run_rearrange(args, msgs: Messages) -> int:
     from dumpfilter.writers.rebuild import rebuild
 
     (out,) = args.paths
-    with OutputFile(out, args.force) as f:
+    with OutputFile(out, args.force, [0]) as f:
         with os.fdopen(os.dup(0), "rb") as stream:
             rebuild(stream, f.fd)
         f.keep()
