@@ -119,6 +119,17 @@ class FlattenedFile:
         his.insert(j, hi)
         fos.insert(j, fo)
 
+    def written_bytes(self, lo: int, hi: int) -> int:
+        """How many bytes of the logical range ``[lo, hi)`` some record
+        wrote (the rest are holes that read as zeros)."""
+        los, his = self._lo, self._hi
+        i = max(bisect_right(los, lo) - 1, 0)
+        n = 0
+        while i < len(los) and los[i] < hi:
+            n += max(0, min(his[i], hi) - max(los[i], lo))
+            i += 1
+        return n
+
     @property
     def nsegments(self) -> int:
         """Number of segments in the index (<= number of records)."""
