@@ -79,6 +79,7 @@ def _run_ci_with_stubs(tmp_path: Path, pytest_rc: int):
         "CI": "true",
         "STUB_LOG": str(log),
         "STUB_PYTEST_RC": str(pytest_rc),
+        "CI_SANITIZE_CMD": "python3 sanitize-stub",
     }
     r = subprocess.run(["bash", str(CI_RUN)], cwd=tmp_path, env=env, stdin=subprocess.DEVNULL,
                        capture_output=True, text=True, timeout=120)
@@ -102,5 +103,8 @@ def test_ci_run_exit_status(tmp_path, pytest_rc, ci_ok):
     # the test extra, and the fleet extra (Dask) so that dumpfilter-triage's tests run
     assert extras and {"test", "fleet"} <= set(extras[0][2:-1].split(",")), pips[0]
     assert calls.index(pips[0]) < calls.index(pytest_calls[0])
+    # the sanitizer job runs (here its stub), after the install
+    assert ["python3", "sanitize-stub"] in calls
+    assert "bash .ci/sanitize" in CI_RUN.read_text()
     if README.is_file():
         assert pytest_calls[0] == shlex.split(readme_test_command()), pytest_calls[0]
