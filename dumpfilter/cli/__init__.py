@@ -66,6 +66,12 @@ def run_flat(args, msgs: Messages) -> int:
     from dumpfilter.writers.flattened import FlatSink
     from dumpfilter.writers.sink import NullSink
 
+    if not args.dry_run:
+        try:
+            os.fstat(1)
+        except OSError:
+            raise OSError(errno.EBADF, "standard output is closed: nowhere to write the "
+                                       "flattened stream") from None
     with _open(args, args.paths[0]) as source:
         _require_elf_input(source, args.elf)
         sink = NullSink() if args.dry_run else FlatSink(1)

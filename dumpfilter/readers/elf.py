@@ -275,11 +275,14 @@ class ElfSource(DumpSource):
         try:
             yield view
         finally:
-            view.release()
+            # Leaving early (an error, Ctrl-C) while a consumer (a cffi
+            # buffer) still holds the view: releasing it would raise
+            # BufferError and hide the real exception; the GC unmaps it.
             try:
+                view.release()
                 m.close()
             except BufferError:
-                pass  # a consumer still holds a view; GC unmaps it
+                pass
 
     thread_safe_windows = True
 
@@ -324,7 +327,10 @@ class ElfSource(DumpSource):
                 try:
                     gather_pages(view, ps, npages, mask, out)
                 finally:
-                    view.release()
+                    try:
+                        view.release()
+                    except BufferError:  # see _mapped
+                        pass
                 return
             super().gather(start_pfn, npages, mask, out)
             return

@@ -25,6 +25,7 @@ Exit status:
 from __future__ import annotations
 
 import argparse
+import errno
 import json
 import os
 import struct
@@ -380,6 +381,8 @@ def run(argv: Optional[List[str]] = None, stdout=None) -> int:
 
     stdout = stdout if stdout is not None else sys.stdout
     args = build_parser().parse_args(argv)
+    if stdout is None:  # started with file descriptor 1 closed
+        raise OSError(errno.EBADF, "standard output is closed: nowhere to write the report")
     chosen = {s for s in SECTIONS if getattr(args, s)}
     if args.json:
         sections = {"sys", *SECTIONS}
