@@ -2,22 +2,30 @@
 // layout of both kdump-compressed bitmaps.
 #include <string.h>
 
+#include "checks.h"
 #include "dumpfilter.h"
 
-uint64_t df_bitmap_count(const uint8_t *bitmap, uint64_t nbits)
+df_status df_bitmap_count(const uint8_t *bitmap, size_t bitmap_len, uint64_t nbits,
+			  uint64_t *count_ret)
 {
 	uint64_t n = 0, i, whole = nbits >> 3;
 
+	if (bitmap_len < df_bitmap_bytes(nbits))
+		return DF_ERR_INVALID;
 	for (i = 0; i < whole; i++)
 		n += (uint64_t)__builtin_popcount(bitmap[i]);
 	if (nbits & 7)
 		n += (uint64_t)__builtin_popcount(bitmap[whole] &
 						  ((1u << (nbits & 7)) - 1));
-	return n;
+	*count_ret = n;
+	return DF_OK;
 }
 
-void df_bitmap_set_range(uint8_t *bitmap, uint64_t start, uint64_t end)
+df_status df_bitmap_set_range(uint8_t *bitmap, size_t bitmap_len, uint64_t start,
+			      uint64_t end)
 {
+	if (start > end || bitmap_len < df_bitmap_bytes(end))
+		return DF_ERR_INVALID;
 	while (start < end && (start & 7)) {
 		bitmap[start >> 3] |= (uint8_t)(1u << (start & 7));
 		start++;
@@ -31,4 +39,5 @@ void df_bitmap_set_range(uint8_t *bitmap, uint64_t start, uint64_t end)
 		bitmap[start >> 3] |= (uint8_t)(1u << (start & 7));
 		start++;
 	}
+	return DF_OK;
 }

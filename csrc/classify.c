@@ -6,6 +6,7 @@
 #include <string.h>
 
 #include "byteorder.h"
+#include "checks.h"
 #include "dumpfilter.h"
 
 struct df_page_fields {
@@ -148,7 +149,7 @@ static int df_decide(const struct df_page_fields *f, int hugetlb,
 	// (Linux kernel commit dcdfdd40fa82, v6.5).
 	if ((level & DF_DL_EXCLUDE_FREE) && l->have_unaccepted_mapcount &&
 	    f->mapcount == l->unaccepted_mapcount) {
-		*nr_pages = l->nr_orders > 0 ?
+		*nr_pages = l->nr_orders > 0 && l->nr_orders <= 64 ?
 			UINT64_C(1) << (l->nr_orders - 1) : 1;
 		return DF_CLASS_FREE;
 	}
@@ -183,12 +184,14 @@ static inline void df_exclude(uint8_t *bitmap2, uint64_t *counts, size_t i,
 		class_ret[i] = class_id;
 }
 
-df_status df_classify_pages(const uint8_t *pages, size_t npages, size_t nextra,
-			    uint64_t first_pfn, const uint8_t *exists,
+df_status df_classify_pages(const uint8_t *pages, size_t pages_len, size_t npages,
+			    size_t nextra, uint64_t first_pfn,
+			    const uint8_t *exists, size_t exists_len,
 			    uint32_t dump_level,
 			    const struct df_page_layout *layout,
-			    uint8_t *bitmap2, uint64_t *counts,
-			    uint8_t *class_ret,
+			    uint8_t *bitmap2, size_t bitmap2_len,
+			    uint64_t *counts, size_t ncounts,
+			    uint8_t *class_ret, size_t class_len,
 			    struct df_classify_carry *carry)
 {
 	const struct df_page_layout *l = layout;
@@ -205,7 +208,11 @@ df_status df_classify_pages(const uint8_t *pages, size_t npages, size_t nextra,
 	     (uint32_t)l->off_compound_order + 2 > l->sizeof_page) ||
 	    (l->off_compound_dtor >= 0 &&
 	     (uint32_t)l->off_compound_dtor + 2 > l->sizeof_page) ||
-	    dump_level > DF_DL_MAX || nextra > 1)
+	    dump_level > DF_DL_MAX || nextra > 1 || l->nr_orders > 64)
+		return DF_ERR_INVALID;
+	if (!df_fits(npages + nextra, l->sizeof_page, pages_len) ||
+	    exists_len < df_bitmap_bytes(npages) || bitmap2_len < df_bitmap_bytes(npages) ||
+	    ncounts < DF_NCLASSES || (class_ret && class_len < npages) || npages > SIZE_MAX - 1)
 		return DF_ERR_INVALID;
 	if (class_ret)
 		memset(class_ret, DF_CLASS_KEEP, npages);

@@ -3,7 +3,10 @@
 // Rules for everything declared here: no I/O, no allocation, no globals, no
 // printing. Every multi-byte value read from a dump goes through the explicit
 // loaders in byteorder.h. Every function that can fail returns a df_status;
-// details go to out-parameters, which come last and end in _ret.
+// details go to out-parameters, which come last and end in _ret. Every
+// buffer is passed with its length (bytes; elements for typed arrays: _cap,
+// n<name>), checked on entry: a buffer shorter than the counts need is
+// DF_ERR_INVALID, never a read or write past its end.
 //
 // csrc/dumpfilter_cdef.h is the cffi-parsable mirror of this header; the test
 // suite compiles both together so they cannot drift apart.
@@ -126,12 +129,14 @@ struct df_classify_carry {
  * @param carry      in/out pending multi-page exclusion across batches;
  *                   zero-initialise before the first batch.
  */
-df_status df_classify_pages(const uint8_t *pages, size_t npages, size_t nextra,
-			    uint64_t first_pfn, const uint8_t *exists,
+df_status df_classify_pages(const uint8_t *pages, size_t pages_len, size_t npages,
+			    size_t nextra, uint64_t first_pfn,
+			    const uint8_t *exists, size_t exists_len,
 			    uint32_t dump_level,
 			    const struct df_page_layout *layout,
-			    uint8_t *bitmap2, uint64_t *counts,
-			    uint8_t *class_ret,
+			    uint8_t *bitmap2, size_t bitmap2_len,
+			    uint64_t *counts, size_t ncounts,
+			    uint8_t *class_ret, size_t class_len,
 			    struct df_classify_carry *carry);
 
 /**
@@ -144,18 +149,20 @@ df_status df_classify_pages(const uint8_t *pages, size_t npages, size_t nextra,
  *                  bit i set = page i is entirely zero.
  * @param count_ret number of zero pages found.
  */
-df_status df_find_zero_pages(const uint8_t *data, size_t npages,
-			     uint32_t page_size, const uint8_t *mask,
-			     uint8_t *zero_ret, uint64_t *count_ret);
+df_status df_find_zero_pages(const uint8_t *data, size_t data_len, size_t npages,
+			     uint32_t page_size, const uint8_t *mask, size_t mask_len,
+			     uint8_t *zero_ret, size_t zero_len, uint64_t *count_ret);
 
 /** Number of set bits among the first nbits bits of an LSB-first bitmap. */
-uint64_t df_bitmap_count(const uint8_t *bitmap, uint64_t nbits);
+df_status df_bitmap_count(const uint8_t *bitmap, size_t bitmap_len, uint64_t nbits,
+			  uint64_t *count_ret);
 
 /**
  * Set bits [start, end) of an LSB-first bitmap (used to build the 1st
  * bitmap from physical ranges).
  */
-void df_bitmap_set_range(uint8_t *bitmap, uint64_t start, uint64_t end);
+df_status df_bitmap_set_range(uint8_t *bitmap, size_t bitmap_len, uint64_t start,
+			      uint64_t end);
 
 // ---------------------------------------------------------------------
 // LZO1X-1 (raw blocks, the format liblzo2's lzo1x_1_compress writes and
@@ -176,7 +183,7 @@ size_t df_lzo1x_worst_size(size_t src_len);
  */
 df_status df_lzo1x_1_compress(const uint8_t *src, size_t src_len,
 			      uint8_t *dst, size_t dst_cap, void *wrkmem,
-			      size_t *dst_len_ret);
+			      size_t wrkmem_len, size_t *dst_len_ret);
 
 /**
  * Decompress a raw LZO1X block, never reading or writing out of bounds.
@@ -194,12 +201,14 @@ df_status df_lzo1x_decompress_safe(const uint8_t *src, size_t src_len,
  * Indices (0-based, ascending) of the pages to store with their own data:
  * bit set in mask and, when zero is not NULL, clear in zero.
  */
-df_status df_select_pages(const uint8_t *mask, const uint8_t *zero, size_t npages,
-			  uint32_t *idx_ret, size_t *count_ret);
+df_status df_select_pages(const uint8_t *mask, size_t mask_len,
+			  const uint8_t *zero, size_t zero_len, size_t npages,
+			  uint32_t *idx_ret, size_t idx_cap, size_t *count_ret);
 
 /** Copy pages idx[0..count) of src, page_size bytes each, to out, packed. */
-df_status df_gather_pages(const uint8_t *src, uint32_t page_size, const uint32_t *idx,
-			  size_t count, uint8_t *out);
+df_status df_gather_pages(const uint8_t *src, size_t src_len, uint32_t page_size,
+			  const uint32_t *idx, size_t idx_len, size_t count,
+			  uint8_t *out, size_t out_len);
 
 /**
  * LZO1X-1 npages pages of src into dst, one after the other: page k is
@@ -207,10 +216,13 @@ df_status df_gather_pages(const uint8_t *src, uint32_t page_size, const uint32_t
  * that does not shrink is copied raw; sizes_ret[k] == page_size marks it.
  * dst_cap must allow npages * page_size bytes.
  */
-df_status df_lzo1x_1_compress_pages(const uint8_t *src, uint32_t page_size,
-				    const uint32_t *idx, size_t npages,
-				    uint8_t *dst, size_t dst_cap, void *wrkmem,
-				    uint32_t *sizes_ret, size_t *dst_len_ret);
+df_status df_lzo1x_1_compress_pages(const uint8_t *src, size_t src_len,
+				    uint32_t page_size,
+				    const uint32_t *idx, size_t idx_len, size_t npages,
+				    uint8_t *dst, size_t dst_cap,
+				    void *wrkmem, size_t wrkmem_len,
+				    uint32_t *sizes_ret, size_t sizes_cap,
+				    size_t *dst_len_ret);
 
 /**
  * Page descriptors (24 bytes each, little endian) for the set bits of mask
@@ -221,11 +233,14 @@ df_status df_lzo1x_1_compress_pages(const uint8_t *src, uint32_t page_size,
  * data stored earlier (dedup). Writes count_ret descriptors to out and the
  * offset after the last data block to data_end_ret.
  */
-df_status df_pack_descriptors(const uint8_t *mask, const uint8_t *zero, size_t npages,
-			      const uint32_t *sizes, const int64_t *ref_offsets,
+df_status df_pack_descriptors(const uint8_t *mask, size_t mask_len,
+			      const uint8_t *zero, size_t zero_len, size_t npages,
+			      const uint32_t *sizes, size_t nsizes,
+			      const int64_t *ref_offsets, size_t nref,
 			      uint32_t page_size, uint32_t codec_flag,
 			      int64_t data_offset, int64_t zero_offset,
-			      uint8_t *out, size_t *count_ret, int64_t *data_end_ret);
+			      uint8_t *out, size_t out_len,
+			      size_t *count_ret, int64_t *data_end_ret);
 
 // ---------------------------------------------------------------------
 // Compression through a library's own entry points, called per page from C
@@ -251,9 +266,11 @@ struct df_page_compressor {
  * the library functions in c. A page that does not shrink is copied raw;
  * sizes_ret[k] == page_size marks it.
  */
-df_status df_compress_pages_fn(const struct df_page_compressor *c, const uint8_t *src,
-			       uint32_t page_size, const uint32_t *idx, size_t npages,
-			       uint8_t *dst, size_t dst_cap, uint32_t *sizes_ret,
+df_status df_compress_pages_fn(const struct df_page_compressor *c,
+			       const uint8_t *src, size_t src_len, uint32_t page_size,
+			       const uint32_t *idx, size_t idx_len, size_t npages,
+			       uint8_t *dst, size_t dst_cap,
+			       uint32_t *sizes_ret, size_t sizes_cap,
 			       size_t *dst_len_ret);
 
 #endif // DUMPFILTER_H

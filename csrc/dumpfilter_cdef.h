@@ -80,21 +80,25 @@ struct df_classify_carry {
 	uint8_t _pad[7];
 };
 
-df_status df_classify_pages(const uint8_t *pages, size_t npages, size_t nextra,
-			    uint64_t first_pfn, const uint8_t *exists,
+df_status df_classify_pages(const uint8_t *pages, size_t pages_len, size_t npages,
+			    size_t nextra, uint64_t first_pfn,
+			    const uint8_t *exists, size_t exists_len,
 			    uint32_t dump_level,
 			    const struct df_page_layout *layout,
-			    uint8_t *bitmap2, uint64_t *counts,
-			    uint8_t *class_ret,
+			    uint8_t *bitmap2, size_t bitmap2_len,
+			    uint64_t *counts, size_t ncounts,
+			    uint8_t *class_ret, size_t class_len,
 			    struct df_classify_carry *carry);
 
-df_status df_find_zero_pages(const uint8_t *data, size_t npages,
-			     uint32_t page_size, const uint8_t *mask,
-			     uint8_t *zero_ret, uint64_t *count_ret);
+df_status df_find_zero_pages(const uint8_t *data, size_t data_len, size_t npages,
+			     uint32_t page_size, const uint8_t *mask, size_t mask_len,
+			     uint8_t *zero_ret, size_t zero_len, uint64_t *count_ret);
 
-uint64_t df_bitmap_count(const uint8_t *bitmap, uint64_t nbits);
+df_status df_bitmap_count(const uint8_t *bitmap, size_t bitmap_len, uint64_t nbits,
+			  uint64_t *count_ret);
 
-void df_bitmap_set_range(uint8_t *bitmap, uint64_t start, uint64_t end);
+df_status df_bitmap_set_range(uint8_t *bitmap, size_t bitmap_len, uint64_t start,
+			      uint64_t end);
 
 enum {
 	DF_LZO1X_1_WORKMEM_SIZE = 16384 * 2,
@@ -104,28 +108,36 @@ size_t df_lzo1x_worst_size(size_t src_len);
 
 df_status df_lzo1x_1_compress(const uint8_t *src, size_t src_len,
 			      uint8_t *dst, size_t dst_cap, void *wrkmem,
-			      size_t *dst_len_ret);
+			      size_t wrkmem_len, size_t *dst_len_ret);
 
 df_status df_lzo1x_decompress_safe(const uint8_t *src, size_t src_len,
 				   uint8_t *dst, size_t dst_cap,
 				   size_t *dst_len_ret);
 
-df_status df_select_pages(const uint8_t *mask, const uint8_t *zero, size_t npages,
-			  uint32_t *idx_ret, size_t *count_ret);
+df_status df_select_pages(const uint8_t *mask, size_t mask_len,
+			  const uint8_t *zero, size_t zero_len, size_t npages,
+			  uint32_t *idx_ret, size_t idx_cap, size_t *count_ret);
 
-df_status df_gather_pages(const uint8_t *src, uint32_t page_size, const uint32_t *idx,
-			  size_t count, uint8_t *out);
+df_status df_gather_pages(const uint8_t *src, size_t src_len, uint32_t page_size,
+			  const uint32_t *idx, size_t idx_len, size_t count,
+			  uint8_t *out, size_t out_len);
 
-df_status df_lzo1x_1_compress_pages(const uint8_t *src, uint32_t page_size,
-				    const uint32_t *idx, size_t npages,
-				    uint8_t *dst, size_t dst_cap, void *wrkmem,
-				    uint32_t *sizes_ret, size_t *dst_len_ret);
+df_status df_lzo1x_1_compress_pages(const uint8_t *src, size_t src_len,
+				    uint32_t page_size,
+				    const uint32_t *idx, size_t idx_len, size_t npages,
+				    uint8_t *dst, size_t dst_cap,
+				    void *wrkmem, size_t wrkmem_len,
+				    uint32_t *sizes_ret, size_t sizes_cap,
+				    size_t *dst_len_ret);
 
-df_status df_pack_descriptors(const uint8_t *mask, const uint8_t *zero, size_t npages,
-			      const uint32_t *sizes, const int64_t *ref_offsets,
+df_status df_pack_descriptors(const uint8_t *mask, size_t mask_len,
+			      const uint8_t *zero, size_t zero_len, size_t npages,
+			      const uint32_t *sizes, size_t nsizes,
+			      const int64_t *ref_offsets, size_t nref,
 			      uint32_t page_size, uint32_t codec_flag,
 			      int64_t data_offset, int64_t zero_offset,
-			      uint8_t *out, size_t *count_ret, int64_t *data_end_ret);
+			      uint8_t *out, size_t out_len,
+			      size_t *count_ret, int64_t *data_end_ret);
 
 enum df_page_compressor_kind {
 	DF_PC_ZLIB = 1,  
@@ -141,9 +153,11 @@ struct df_page_compressor {
 	void *ctx;           
 };
 
-df_status df_compress_pages_fn(const struct df_page_compressor *c, const uint8_t *src,
-			       uint32_t page_size, const uint32_t *idx, size_t npages,
-			       uint8_t *dst, size_t dst_cap, uint32_t *sizes_ret,
+df_status df_compress_pages_fn(const struct df_page_compressor *c,
+			       const uint8_t *src, size_t src_len, uint32_t page_size,
+			       const uint32_t *idx, size_t idx_len, size_t npages,
+			       uint8_t *dst, size_t dst_cap,
+			       uint32_t *sizes_ret, size_t sizes_cap,
 			       size_t *dst_len_ret);
 
 const char *df_build_version(void);

@@ -220,7 +220,7 @@ static int df_lzo_put_match(struct df_lzo_out *out, size_t len, size_t dist)
 
 df_status df_lzo1x_1_compress(const uint8_t *src, size_t src_len,
 			      uint8_t *dst, size_t dst_cap, void *wrkmem,
-			      size_t *dst_len_ret)
+			      size_t wrkmem_len, size_t *dst_len_ret)
 {
 	// The table keeps the low 16 bits of the last position that hashed to
 	// each slot. A candidate rebuilt from them is some earlier position at
@@ -233,7 +233,7 @@ df_status df_lzo1x_1_compress(const uint8_t *src, size_t src_len,
 	unsigned int shift;
 
 	*dst_len_ret = 0;
-	if ((!src && src_len) || !dst || !wrkmem)
+	if ((!src && src_len) || !dst || !wrkmem || wrkmem_len < DF_LZO1X_1_WORKMEM_SIZE)
 		return DF_ERR_INVALID;
 
 	lit = src;

@@ -1,6 +1,7 @@
 // All-zero page detection.
 #include <string.h>
 
+#include "checks.h"
 #include "dumpfilter.h"
 
 static int df_is_zero(const uint8_t *p, uint32_t len)
@@ -22,14 +23,15 @@ static int df_is_zero(const uint8_t *p, uint32_t len)
 	return 1;
 }
 
-df_status df_find_zero_pages(const uint8_t *data, size_t npages,
-			     uint32_t page_size, const uint8_t *mask,
-			     uint8_t *zero_ret, uint64_t *count_ret)
+df_status df_find_zero_pages(const uint8_t *data, size_t data_len, size_t npages,
+			     uint32_t page_size, const uint8_t *mask, size_t mask_len,
+			     uint8_t *zero_ret, size_t zero_len, uint64_t *count_ret)
 {
 	uint64_t count = 0;
 	size_t i;
 
-	if (page_size == 0)
+	if (page_size == 0 || !df_fits(npages, page_size, data_len) ||
+	    (mask && mask_len < df_bitmap_bytes(npages)) || zero_len < df_bitmap_bytes(npages))
 		return DF_ERR_INVALID;
 	memset(zero_ret, 0, (npages + 7) / 8);
 	for (i = 0; i < npages; i++) {

@@ -18,6 +18,9 @@ with open(os.path.join(CSRC, "dumpfilter_cdef.h")) as f:
 _args = ["-O3", "-Wall", "-Wextra", "-std=c99"]
 if os.environ.get("DUMPFILTER_WERROR") == "1":
     _args.append("-Werror")
+# .ci/sanitize: e.g. "-fsanitize=address,undefined -fno-omit-frame-pointer"
+_extra = os.environ.get("DUMPFILTER_SANITIZE_FLAGS", "").split()
+_args += _extra
 
 ffibuilder.set_source(
     "dumpfilter._lib",
@@ -27,6 +30,7 @@ ffibuilder.set_source(
     sources=[os.path.relpath(os.path.join(CSRC, s)) for s in SOURCES],
     include_dirs=[CSRC],
     extra_compile_args=_args,
+    extra_link_args=_extra,
 )
 
 if __name__ == "__main__":

@@ -60,6 +60,11 @@ class OutputExistsError(DumpFilterError, FileExistsError):
     """The output exists and -f was not given."""
 
 
+class OutputRefusedError(DumpFilterError, FileExistsError):
+    """The output path names one of the inputs or something that is not a
+    regular file: refused with or without -f."""
+
+
 class IncompleteDumpError(DumpFilterError, OSError):
     """The output device filled up (or -L was reached): the dump was kept,
     marked incomplete in its header."""

@@ -3,7 +3,9 @@ immutable object. This is the only module that knows the key spellings.
 
 Numbers are parsed strictly: SYMBOL() and KERNELOFFSET are hex without
 ``0x``; SIZE/OFFSET/LENGTH/NUMBER are decimal (NUMBER may be negative, e.g.
-``NUMBER(phys_base)``). A malformed value is an error, never a silent 0.
+``NUMBER(phys_base)``). A malformed value is an error, never a silent 0, and
+so is a value outside the bounds of ``dumpfilter.limits`` (PAGESIZE a power
+of two in [4 KiB, 64 KiB], structure sizes and offsets, array lengths).
 """
 from __future__ import annotations
 
@@ -13,6 +15,7 @@ from types import MappingProxyType
 from typing import Mapping, Optional
 
 from dumpfilter.errors import VmcoreInfoError
+from dumpfilter.limits import DumpLimitError, check_page_size, check_vmcoreinfo_value
 
 _KEY_RE = re.compile(r"^(SYMBOL|SIZE|OFFSET|LENGTH|NUMBER)\((.+)\)$")
 _DEC_RE = re.compile(r"^-?[0-9]+$")
@@ -32,6 +35,14 @@ def _parse_hex(key: str, value: str) -> int:
     if _HEX_RE.match(value):
         return int(value, 16)
     raise VmcoreInfoError(f"VMCOREINFO {key}={value!r}: not a hex number")
+
+
+def _bounded(kind: str, name: str, value: int) -> int:
+    """``value`` within ``dumpfilter.limits``' bounds for ``KIND(name)``."""
+    try:
+        return check_vmcoreinfo_value(kind, name, value)
+    except DumpLimitError as e:
+        raise VmcoreInfoError(str(e)) from None
 
 
 @dataclass(frozen=True)
@@ -69,14 +80,20 @@ class VmcoreInfo:
             if m:
                 kind, name = m.groups()
                 parse = _parse_hex if kind == "SYMBOL" else _parse_dec
-                groups[kind][name] = parse(key, value)
+                groups[kind][name] = _bounded(kind, name, parse(key, value))
 
         def opt(key, parse):
             return parse(key, entries[key]) if key in entries else None
 
         page_size = opt("PAGESIZE", _parse_dec)
-        if page_size is not None and (page_size <= 0 or page_size & (page_size - 1)):
-            raise VmcoreInfoError(f"VMCOREINFO PAGESIZE={page_size}: not a power of two")
+        if page_size is not None:
+            try:
+                check_page_size("VMCOREINFO", "PAGESIZE", page_size)
+            except DumpLimitError as e:
+                raise VmcoreInfoError(str(e)) from None
+        kerneloffset = opt("KERNELOFFSET", _parse_hex)
+        if kerneloffset is not None:
+            _bounded("SYMBOL", "KERNELOFFSET", kerneloffset)
         ro = MappingProxyType
         return cls(
             raw=bytes(raw),
@@ -89,7 +106,7 @@ class VmcoreInfo:
             osrelease=entries.get("OSRELEASE"),
             page_size=page_size,
             crashtime=opt("CRASHTIME", _parse_dec),
-            kerneloffset=opt("KERNELOFFSET", _parse_hex),
+            kerneloffset=kerneloffset,
             build_id=entries.get("BUILD-ID"),
         )
 

@@ -79,6 +79,8 @@ def _run_ci_with_stubs(tmp_path: Path, pytest_rc: int):
         "CI": "true",
         "STUB_LOG": str(log),
         "STUB_PYTEST_RC": str(pytest_rc),
+        "CI_SANITIZE_CMD": "python3 sanitize-stub",
+        "CI_VENV": str(tmp_path / "venv"),
     }
     r = subprocess.run(["bash", str(CI_RUN)], cwd=tmp_path, env=env, stdin=subprocess.DEVNULL,
                        capture_output=True, text=True, timeout=120)
@@ -96,11 +98,17 @@ def test_ci_run_exit_status(tmp_path, pytest_rc, ci_ok):
     assert any(c[0] == "apt-get" and "update" in c for c in calls)
     installs = [c for c in calls if c[0] == "apt-get" and "install" in c]
     assert installs and {"makedumpfile", "crash", "python3-libkdumpfile", "zstd", "gcc"} <= set(installs[0])
-    pips = [c for c in calls if c[:4] == ["python3", "-m", "pip", "install"]]
-    assert pips and "-e" in pips[0]
+    pips = [c for c in calls if c[:4] == ["python3", "-m", "pip", "install"] and "-e" in c]
+    assert pips
+    # installed into a fresh virtual environment (an undeclared dependency fails CI)
+    venvs = [c for c in calls if c[:3] == ["python3", "-m", "venv"]]
+    assert venvs and calls.index(venvs[0]) < calls.index(pips[0])
     extras = [a for a in pips[0] if a.startswith(".[")]
     # the test extra, and the fleet extra (Dask) so that dumpfilter-triage's tests run
     assert extras and {"test", "fleet"} <= set(extras[0][2:-1].split(",")), pips[0]
     assert calls.index(pips[0]) < calls.index(pytest_calls[0])
+    # the sanitizer job runs (here its stub), after the install
+    assert ["python3", "sanitize-stub"] in calls
+    assert "bash .ci/sanitize" in CI_RUN.read_text()
     if README.is_file():
         assert pytest_calls[0] == shlex.split(readme_test_command()), pytest_calls[0]

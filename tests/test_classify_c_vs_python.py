@@ -114,9 +114,11 @@ def test_c_classifier_equals_python_reference(case):
     classes_c = ffi.new("uint8_t[]", npages)
     carry_c = ffi.new("struct df_classify_carry *")
     carry_c.end_pfn, carry_c.class_id = carry
-    status = lib.df_classify_pages(pages, npages, nextra, first_pfn, exists, level, layout,
-                                   ffi.from_buffer(bitmap_c, require_writable=True), counts_c,
-                                   classes_c, carry_c)
+    status = lib.df_classify_pages(pages, len(pages), npages, nextra, first_pfn,
+                                   exists, len(exists), level, layout,
+                                   ffi.from_buffer(bitmap_c, require_writable=True),
+                                   len(bitmap_c), counts_c, lib.DF_NCLASSES,
+                                   classes_c, npages, carry_c)
     assert status == lib.DF_OK
     classes_py, carry_py = _pyref.classify_pages(pages, npages, nextra, first_pfn, exists, level,
                                                  layout, bitmap_py, counts_py, carry)
@@ -142,8 +144,11 @@ def test_zero_detection_equals_python_reference(npages, data):
                                                     max_size=(npages + 7) // 8)))
     out = bytearray((npages + 7) // 8)
     count = ffi.new("uint64_t *")
-    assert lib.df_find_zero_pages(bytes(pages), npages, ps, mask if mask is not None else ffi.NULL,
-                                  ffi.from_buffer(out, require_writable=True), count) == lib.DF_OK
+    assert lib.df_find_zero_pages(bytes(pages), len(pages), npages, ps,
+                                  mask if mask is not None else ffi.NULL,
+                                  len(mask) if mask is not None else 0,
+                                  ffi.from_buffer(out, require_writable=True), len(out),
+                                  count) == lib.DF_OK
     ref, n = _pyref.find_zero_pages(bytes(pages), npages, ps, mask)
     assert bytes(out) == ref and count[0] == n
 
@@ -153,8 +158,11 @@ def test_zero_detection_equals_python_reference(npages, data):
 def test_bitmap_routines_equal_python_reference(a, b, init):
     start, end = min(a, b), max(a, b)
     c_map, py_map = bytearray(init), bytearray(init)
-    lib.df_bitmap_set_range(ffi.from_buffer(c_map, require_writable=True), start, end)
+    assert lib.df_bitmap_set_range(ffi.from_buffer(c_map, require_writable=True), len(c_map),
+                                   start, end) == lib.DF_OK
     _pyref.bitmap_set_range(py_map, start, end)
     assert c_map == py_map
     for nbits in (0, 1, 7, 8, 9, end, 320):
-        assert lib.df_bitmap_count(bytes(c_map), nbits) == _pyref.bitmap_count(c_map, nbits)
+        count = ffi.new("uint64_t *")
+        assert lib.df_bitmap_count(bytes(c_map), len(c_map), nbits, count) == lib.DF_OK
+        assert count[0] == _pyref.bitmap_count(c_map, nbits)

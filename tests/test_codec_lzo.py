@@ -270,7 +270,7 @@ def test_compress_is_deterministic_and_independent_of_workmem():
         cap = lib.df_lzo1x_worst_size(len(data))
         out = ffi.new("uint8_t[]", cap)
         n = ffi.new("size_t *")
-        assert lib.df_lzo1x_1_compress(src, len(data), out, cap, wrk, n) == lib.DF_OK
+        assert lib.df_lzo1x_1_compress(src, len(data), out, cap, wrk, len(wrk), n) == lib.DF_OK
         assert bytes(ffi.buffer(out, n[0])) == want
 
 
@@ -285,7 +285,7 @@ def test_compress_small_dst_overflows(data, draw):
     wrk = ffi.new("uint8_t[]", lib.DF_LZO1X_1_WORKMEM_SIZE)
     out = ffi.new("uint8_t[]", cap + 16)
     n = ffi.new("size_t *")
-    status = lib.df_lzo1x_1_compress(src, len(data), out, cap, wrk, n)
+    status = lib.df_lzo1x_1_compress(src, len(data), out, cap, wrk, len(wrk), n)
     if cap < len(want):
         assert status == lib.DF_ERR_OVERFLOW
     else:

@@ -66,6 +66,12 @@ def run_flat(args, msgs: Messages) -> int:
     from dumpfilter.writers.flattened import FlatSink
     from dumpfilter.writers.sink import NullSink
 
+    if not args.dry_run:
+        try:
+            os.fstat(1)
+        except OSError:
+            raise OSError(errno.EBADF, "standard output is closed: nowhere to write the "
+                                       "flattened stream") from None
     with _open(args, args.paths[0]) as source:
         _require_elf_input(source, args.elf)
         sink = NullSink() if args.dry_run else FlatSink(1)
@@ -135,7 +141,7 @@ def run_rearrange(args, msgs: Messages) -> int:
     from dumpfilter.writers.rebuild import rebuild
 
     (out,) = args.paths
-    with OutputFile(out, args.force) as f:
+    with OutputFile(out, args.force, [0]) as f:
         with os.fdopen(os.dup(0), "rb") as stream:
             rebuild(stream, f.fd)
         f.keep()

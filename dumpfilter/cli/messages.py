@@ -55,6 +55,8 @@ class Messages:
         self._step_start = 0.0
         self._lapse = 0
         self._bar = None
+        #: a progress line without its newline is on stderr
+        self._line_open = False
         self.step_times: List[Tuple[str, float]] = []
 
     def _out(self, text: str) -> None:
@@ -109,6 +111,7 @@ class Messages:
         self._lapse += 1
         print(f"\r{step:<50}: [{permille // 10:3d}.{permille % 10} %] {spin}  {eta:>16}",
               end="\n" if finished else "", file=sys.stderr, flush=True)
+        self._line_open = not finished
 
     def _draw_bar(self, step: str, done: int, total: int) -> bool:
         """tqdm's bar; False when tqdm is not installed."""
@@ -128,9 +131,17 @@ class Messages:
         return True
 
     def close(self) -> None:
+        """End an unfinished progress line (an error or interruption
+        message follows on a line of its own)."""
         if self._bar is not None:
             self._bar.close()
             self._bar = None
+        if self._line_open:
+            self._line_open = False
+            try:
+                print(file=sys.stderr, flush=True)
+            except (OSError, ValueError, AttributeError):
+                pass
 
 
 def format_report(stats) -> str:

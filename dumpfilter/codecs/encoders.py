@@ -29,7 +29,7 @@ import threading
 import zlib
 from typing import Callable, Optional
 
-from dumpfilter._core import check, ffi, lib
+from dumpfilter._core import check, ffi, lib, n_items
 from dumpfilter.errors import UsageError
 
 #: zlib-format encoders for -c. "libdeflate" (the default; level 2, from
@@ -102,7 +102,8 @@ class LzoPages(_CBatch):
         wrkmem = getattr(loc, "wrkmem", None)
         if wrkmem is None:
             wrkmem = loc.wrkmem = ffi.new("uint8_t[]", lib.DF_LZO1X_1_WORKMEM_SIZE)
-        return lib.df_lzo1x_1_compress_pages(src, self.ps, idx, k, out, cap, wrkmem, sizes, n)
+        return lib.df_lzo1x_1_compress_pages(src, len(src), self.ps, idx, n_items(idx), k, out,
+                                             cap, wrkmem, len(wrkmem), sizes, len(sizes), n)
 
 
 class NativePages(_CBatch):
@@ -118,7 +119,8 @@ class NativePages(_CBatch):
         native = getattr(loc, "native", None)
         if native is None:
             native = loc.native = self._make()
-        return lib.df_compress_pages_fn(native.desc, src, self.ps, idx, k, out, cap, sizes, n)
+        return lib.df_compress_pages_fn(native.desc, src, len(src), self.ps, idx, n_items(idx), k,
+                                        out, cap, sizes, len(sizes), n)
 
 
 class PythonPages(PageCompressor):

@@ -36,7 +36,8 @@ class _Scratch:
 
     def compress(self, src, n: int) -> bytes:
         check(
-            lib.df_lzo1x_1_compress(src, n, self.out, self.cap, self.wrkmem, self.out_len),
+            lib.df_lzo1x_1_compress(src, n, self.out, self.cap, self.wrkmem, len(self.wrkmem),
+                                    self.out_len),
             "LZO1X-1 compression",
         )
         return ffi.unpack(ffi.cast("char *", self.out), self.out_len[0])

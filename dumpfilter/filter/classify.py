@@ -141,8 +141,10 @@ class Classifier:
         rel = pfn - start
         if rel % 8:
             raise AssertionError("classifier batches must start on a byte boundary")
+        nbytes = len(b1p) - rel // 8
+        src = ffi.from_buffer(pages)
         status = lib.df_classify_pages(
-            ffi.from_buffer(pages), count, extra, pfn,
-            b1p + rel // 8, self.dump_level, self._layout,
-            b2p + rel // 8, self._counts, ffi.NULL, self._carry)
+            src, len(src), count, extra, pfn,
+            b1p + rel // 8, nbytes, self.dump_level, self._layout,
+            b2p + rel // 8, nbytes, self._counts, lib.DF_NCLASSES, ffi.NULL, 0, self._carry)
         check(status, "classifying struct pages")

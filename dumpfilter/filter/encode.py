@@ -115,8 +115,8 @@ class PageEncoder:
             data = self.compressor.compress(view, idx, m, sizes)
         else:  # stored raw
             out = bytearray(m * ps)
-            check(lib.df_gather_pages(ffi.from_buffer(view), ps, idx, m,
-                                      ffi.from_buffer(out, require_writable=True)),
+            src, dst = ffi.from_buffer(view), ffi.from_buffer(out, require_writable=True)
+            check(lib.df_gather_pages(src, len(src), ps, idx, len(idx), m, dst, len(dst)),
                   "gathering pages")
             for j in range(m):
                 sizes[j] = ps

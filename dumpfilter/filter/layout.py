@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from dumpfilter._core import ffi
 from dumpfilter._core import lib
+from dumpfilter import limits
 from dumpfilter.errors import VmcoreInfoError
 from dumpfilter.vmcoreinfo import VmcoreInfo
 
@@ -16,6 +17,11 @@ def _i32(value: int) -> int:
     """makedumpfile compares mapcount values as (int)NUMBER(...)."""
     value &= 0xFFFFFFFF
     return value - (1 << 32) if value & 0x80000000 else value
+
+
+def _i64(value: int) -> int:
+    value &= limits.U64_MAX
+    return value - (1 << 64) if value >> 63 else value
 
 
 def build_page_layout(info: VmcoreInfo):
@@ -43,9 +49,18 @@ def build_page_layout(info: VmcoreInfo):
     # commit f50c015); bit 0 still marks a tail page.
     head = info.offset("page.compound_info")
     l.off_compound_head = head if head is not None else off("page.compound_head")
+    for name, width in (("flags", 8), ("mapping", 8), ("mapcount", 4), ("private", 8),
+                        ("compound_head", 8)):
+        value = getattr(l, f"off_{name}")
+        if value >= 0:
+            limits.check_struct_field("VMCOREINFO", l.sizeof_page, f"OFFSET(page.{name})",
+                                      value, width)
     for bit in ("lru", "private", "swapcache", "swapbacked", "slab", "hwpoison", "buddy", "hugetlb"):
-        setattr(l, f"pg_{bit}", num(f"PG_{bit}"))
-    l.pg_head_mask = max(0, num("PG_head_mask"))
+        v = num(f"PG_{bit}")
+        if v != -1:
+            limits.check_range("VMCOREINFO", f"NUMBER(PG_{bit})", v, 0, 63)
+        setattr(l, f"pg_{bit}", v)
+    l.pg_head_mask = max(0, num("PG_head_mask")) & limits.U64_MAX
     for kind in ("buddy", "slab", "hugetlb", "offline", "unaccepted"):
         v = info.number(f"PAGE_{kind.upper()}_MAPCOUNT_VALUE")
         if v is not None:
@@ -53,7 +68,7 @@ def build_page_layout(info: VmcoreInfo):
             setattr(l, f"have_{kind}_mapcount", 1)
     dtor = info.number("HUGETLB_PAGE_DTOR")
     if dtor is not None:
-        l.hugetlb_dtor = dtor
+        l.hugetlb_dtor = _i64(dtor)
         l.have_hugetlb_dtor = 1
     nr_orders = info.length("zone.free_area")
     l.nr_orders = -1 if nr_orders is None else nr_orders
@@ -80,6 +95,11 @@ def build_page_layout(info: VmcoreInfo):
         if order is None and dtor_off is None:
             l.compound_style = lib.DF_COMPOUND_NONE
         else:
+            for what, v in (("compound order", order), ("compound dtor", dtor_off)):
+                if v is not None:
+                    # a field of page[1], at most 2 bytes wide
+                    limits.check_range("VMCOREINFO", f"offset of the {what} in page[1]", v, 0,
+                                       l.sizeof_page - 2)
             l.off_compound_order = -1 if order is None else order
             l.off_compound_dtor = -1 if dtor_off is None else dtor_off
             # Linux 4.16 made compound_dtor/compound_order adjacent unsigned

@@ -12,9 +12,11 @@ def find_zero_pages(view, npages: int, page_size: int, mask: Optional[bytes]) ->
     count); ``view`` holds ``npages`` pages."""
     zero = bytearray((npages + 7) // 8)
     count = ffi.new("uint64_t *")
-    check(lib.df_find_zero_pages(ffi.from_buffer(view), npages, page_size,
+    src = ffi.from_buffer(view)
+    check(lib.df_find_zero_pages(src, len(src), npages, page_size,
                                  mask if mask is not None else ffi.NULL,
-                                 ffi.from_buffer(zero, require_writable=True), count),
+                                 len(mask) if mask is not None else 0,
+                                 ffi.from_buffer(zero, require_writable=True), len(zero), count),
           "finding zero pages")
     return bytes(zero), int(count[0])
 
@@ -24,6 +26,7 @@ def select_pages(mask: bytes, zero: Optional[bytes], npages: int):
     ``mask``, clear in ``zero`` — and how many there are)."""
     idx = ffi.new("uint32_t[]", max(1, npages))
     count = ffi.new("size_t *")
-    check(lib.df_select_pages(mask, zero if zero is not None else ffi.NULL, npages, idx, count),
+    check(lib.df_select_pages(mask, len(mask), zero if zero is not None else ffi.NULL,
+                              len(zero) if zero is not None else 0, npages, idx, len(idx), count),
           "selecting pages")
     return idx, int(count[0])

@@ -4,7 +4,11 @@ from __future__ import annotations
 
 from typing import Sequence, Tuple
 
-from dumpfilter._core import ffi, lib
+import threading
+
+from dumpfilter._core import check, ffi, lib
+
+_tls = threading.local()
 
 
 def ranges_to_bitmap(
@@ -21,12 +25,18 @@ def ranges_to_bitmap(
             continue
         if lo >= end_pfn:
             break
-        lib.df_bitmap_set_range(buf, max(lo, start_pfn) - start_pfn, min(hi, end_pfn) - start_pfn)
+        check(lib.df_bitmap_set_range(buf, len(buf), max(lo, start_pfn) - start_pfn,
+                                      min(hi, end_pfn) - start_pfn), "setting bitmap bits")
 
 
 def count_bits(bitmap, nbits: int) -> int:
     """Number of set bits among the first ``nbits``."""
-    return int(lib.df_bitmap_count(ffi.from_buffer(bitmap), nbits))
+    out = getattr(_tls, "count", None)
+    if out is None:
+        out = _tls.count = ffi.new("uint64_t *")
+    buf = ffi.from_buffer(bitmap)
+    check(lib.df_bitmap_count(buf, len(buf), nbits, out), "counting bitmap bits")
+    return int(out[0])
 
 
 def merge_ranges(ranges) -> list:

@@ -12,6 +12,7 @@ import struct
 from dataclasses import dataclass
 from typing import List
 
+from dumpfilter import limits
 from dumpfilter.errors import UnsupportedDumpError
 from dumpfilter.vmcoreinfo import VmcoreInfo
 
@@ -66,11 +67,19 @@ def _sparsemem(mem, info: VmcoreInfo, max_pfn: int, sizeof_page: int) -> List[Me
     physmem_bits = info.number("MAX_PHYSMEM_BITS")
     if physmem_bits is None:
         physmem_bits = 52 if info.number("pgtable_l5_enabled") else 46
+    if not page_shift < section_bits <= physmem_bits:
+        limits.fail("VMCOREINFO", "NUMBER(SECTION_SIZE_BITS)", section_bits,
+                    f"not between the page shift {page_shift} and MAX_PHYSMEM_BITS {physmem_bits}")
     pfn_section_shift = section_bits - page_shift
     pages_per_section = 1 << pfn_section_shift
     nr_mem_sections = 1 << (physmem_bits - section_bits)
     sizeof_section = info.require_size("mem_section")
     off_map = info.offset("mem_section.section_mem_map") or 0
+    limits.check_struct_field("VMCOREINFO", sizeof_section, "OFFSET(mem_section.section_mem_map)",
+                              off_map, 8)
+    if sizeof_section > page_size:
+        limits.fail("VMCOREINFO", "SIZE(mem_section)", sizeof_section,
+                    f"larger than a page ({page_size} bytes)")
     sections_per_root = page_size // sizeof_section
     nr_roots = -(-nr_mem_sections // sections_per_root)
     length = info.length("mem_section")

@@ -212,10 +212,12 @@ def gather_pages(view, page_size: int, npages: int, mask: bytes, out) -> int:
 
     idx = ffi.new("uint32_t[]", max(1, npages))
     count = ffi.new("size_t *")
-    check(lib.df_select_pages(mask, ffi.NULL, npages, idx, count), "selecting pages")
+    check(lib.df_select_pages(mask, len(mask), ffi.NULL, 0, npages, idx, len(idx), count),
+          "selecting pages")
     n = int(count[0])
     if len(out) < n * page_size:
         raise ValueError(f"gather: {len(out)} bytes for {n} pages")
-    check(lib.df_gather_pages(ffi.from_buffer(view), page_size, idx, n,
-                              ffi.from_buffer(out, require_writable=True)), "gathering pages")
+    src, dst = ffi.from_buffer(view), ffi.from_buffer(out, require_writable=True)
+    check(lib.df_gather_pages(src, len(src), page_size, idx, len(idx), n, dst, len(dst)),
+          "gathering pages")
     return n

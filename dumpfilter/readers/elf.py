@@ -33,6 +33,8 @@ from dumpfilter.formats.elf import (
 )
 from dumpfilter.formats.elfnotes import find_vmcoreinfo
 from dumpfilter.errors import CorruptDumpError, NotAVmcoreError, TruncatedDumpError
+from dumpfilter import limits
+from dumpfilter.vmcoreinfo import VmcoreInfo
 from dumpfilter.readers.base import DumpSource, LoadSegment, PhysRange, gather_pages
 
 #: Largest mmap window handed out by page_windows (bytes).
@@ -121,6 +123,9 @@ class ElfSource(DumpSource):
             e_phnum = sh[SH_INFO]
         if e_phentsize != PHDR.size and e_phnum:
             raise CorruptDumpError(f"{self.path}: program header size {e_phentsize}, expected {PHDR.size}")
+        if e_phnum * PHDR.size > self._size:
+            limits.fail(self.path, "e_phnum", e_phnum,
+                        f"{e_phnum} program headers do not fit in the file ({self._size} bytes)")
         table = self._pread(e_phnum * PHDR.size, e_phoff)
         notes: List[bytes] = []
         loads: List[LoadSegment] = []
@@ -129,6 +134,7 @@ class ElfSource(DumpSource):
                 table, i * PHDR.size
             )
             if p_type == PT_NOTE:
+                limits.check_blob(self.path, f"PT_NOTE {i} p_filesz", filesz, self._size - off)
                 notes.append(self._pread(filesz, off))
             elif p_type == PT_LOAD:
                 if filesz > memsz:
@@ -142,25 +148,39 @@ class ElfSource(DumpSource):
         if not loads:
             raise NotAVmcoreError(f"{self.path}: ELF core without PT_LOAD segments")
         self.notes = b"".join(notes)
+        vi = find_vmcoreinfo(self.notes)
+        self._vmcoreinfo = self.notes[vi[0] : vi[0] + vi[1]] if vi else b""
+        # Page size and physical address width come from VMCOREINFO, parsed
+        # and bounded once (dumpfilter.vmcoreinfo, dumpfilter.limits).
+        info = VmcoreInfo.parse(self._vmcoreinfo)
+        self.page_size = info.page_size or 4096
+        self._check_loads(loads, limits.phys_bits(info.number("MAX_PHYSMEM_BITS")))
         self._segments: Tuple[LoadSegment, ...] = tuple(loads)
         self._pieces = _pieces(loads)
         self._starts = [p.start for p in self._pieces]
-        vi = find_vmcoreinfo(self.notes)
-        self._vmcoreinfo = self.notes[vi[0] : vi[0] + vi[1]] if vi else b""
-        # Page size comes from VMCOREINFO; x86_64 is 4096 everywhere else.
-        self.page_size = 4096
-        for line in self._vmcoreinfo.split(b"\n"):
-            if line.startswith(b"PAGESIZE="):
-                try:
-                    self.page_size = int(line[9:])
-                except ValueError:
-                    raise CorruptDumpError(f"{self.path}: bad VMCOREINFO PAGESIZE") from None
         ps = self.page_size
         # makedumpfile's 1st bitmap: pfns from paddr_to_pfn(start) up to
         # paddr_to_pfn(end), both rounded down, so a partial last page is not
         # RAM; max_mapnr rounds the highest end up.
         self._ram = merge_ranges((s.paddr // ps, (s.paddr + s.memsz) // ps) for s in loads)
         self.max_pfn = max(-(-(s.paddr + s.memsz) // ps) for s in loads)
+
+    def _check_loads(self, loads: Sequence[LoadSegment], bits: int) -> None:
+        """Physical ranges within the declared address width; zero-filled
+        memory (p_memsz beyond p_filesz) bounded by what the file holds, so
+        a header claim cannot make the work unbounded."""
+        zero_fill = 0
+        for s in loads:
+            limits.check_phys_end(self.path, f"PT_LOAD {s.index} p_paddr+p_memsz",
+                                  s.paddr + s.memsz, bits)
+            zero_fill += s.memsz - s.filesz
+        allowed = limits.zero_fill_allowed(self._size)
+        if zero_fill > allowed:
+            big = max(loads, key=lambda s: s.memsz - s.filesz)
+            limits.fail(self.path, f"PT_LOAD {big.index} p_memsz", big.memsz,
+                        f"far beyond p_filesz {big.filesz:#x}: {zero_fill:#x} bytes of "
+                        f"zero-filled memory claimed, more than {allowed:#x} for a "
+                        f"{self._size}-byte file")
 
     # -- DumpSource ----------------------------------------------------
     @property
@@ -255,11 +275,14 @@ class ElfSource(DumpSource):
         try:
             yield view
         finally:
-            view.release()
+            # Leaving early (an error, Ctrl-C) while a consumer (a cffi
+            # buffer) still holds the view: releasing it would raise
+            # BufferError and hide the real exception; the GC unmaps it.
             try:
+                view.release()
                 m.close()
             except BufferError:
-                pass  # a consumer still holds a view; GC unmaps it
+                pass
 
     thread_safe_windows = True
 
@@ -304,7 +327,10 @@ class ElfSource(DumpSource):
                 try:
                     gather_pages(view, ps, npages, mask, out)
                 finally:
-                    view.release()
+                    try:
+                        view.release()
+                    except BufferError:  # see _mapped
+                        pass
                 return
             super().gather(start_pfn, npages, mask, out)
             return

@@ -7,8 +7,9 @@ writer would otherwise have written at ``offset`` of a seekable file, ended by
 the record ``(-1, -1)``. Records come in any order and may overlap (a later
 record wins, e.g. a rewritten sub header).
 
-``FlattenedFile`` scans the records once and keeps a sorted, non-overlapping
-index of ``(logical offset, length, file offset)`` segments in compact arrays
+``FlattenedFile`` scans the records once, sorts them once by logical offset
+(time linear in the records apart from that sort) and keeps a sorted,
+non-overlapping index of ``(logical offset, length, file offset)`` segments in compact arrays
 (24 bytes per segment, no Python object per record), then answers
 ``pread(offset, size)`` over the *logical* file: bytes never written read as
 zeros, like the holes of the file ``makedumpfile -R`` would produce.
@@ -64,11 +65,16 @@ class FlattenedFile:
     # ----------------------------------------------------------------- index
 
     def _scan(self) -> None:
+        """Read every record header once (stream order), then build the
+        index: one sort by logical offset, then a linear pass; records that
+        overlap are resolved by stream order (the later one wins) within
+        their cluster only."""
         pos, fsize, name = FLAT_HEADER_SIZE, self.file_size, self.name
+        los, his, fos = array("q"), array("q"), array("q")
         while True:
             record = record_header(os.pread(self._fd, FLAT_RECORD.size, pos), name, pos)
             if record is None:
-                return
+                break
             offset, size = record
             data = pos + FLAT_RECORD.size
             if data + size > fsize:
@@ -77,47 +83,73 @@ class FlattenedFile:
                     f" runs past the end of the stream ({fsize} bytes)"
                 )
             if size:
-                self._add(offset, offset + size, data)
+                los.append(offset)
+                his.append(offset + size)
+                fos.append(data)
             self.nrecords += 1
             pos = data + size
+        self._build(los, his, fos)
 
-    def _add(self, lo: int, hi: int, fo: int) -> None:
-        los, his, fos = self._lo, self._hi, self._fo
+    def _build(self, los: array, his: array, fos: array) -> None:
         n = len(los)
-        if n == 0 or lo >= his[-1]:
-            # Fast path (the usual case): beyond everything so far.
-            if n and lo == his[-1] and fo == fos[-1] + (his[-1] - los[-1]):
-                his[-1] = hi  # contiguous in both spaces: merge
+        if all(los[i] < los[i + 1] for i in range(n - 1)):
+            order: "range | list" = range(n)  # already in order: no sort
+        else:
+            order = sorted(range(n), key=los.__getitem__)  # stable: stream order on ties
+        i = 0
+        while i < n:
+            # A cluster: consecutive (sorted) records that overlap each other.
+            j, reach = i + 1, his[order[i]]
+            while j < n and los[order[j]] < reach:
+                reach = max(reach, his[order[j]])
+                j += 1
+            if j == i + 1:
+                k = order[i]
+                self._emit(los[k], his[k], fos[k])
             else:
-                los.append(lo)
-                his.append(hi)
-                fos.append(fo)
-            return
-        # The new record overlaps or precedes existing segments: it wins.
-        i = bisect_right(los, lo) - 1
-        if i >= 0 and his[i] > lo:
-            # Segment i starts before lo and reaches into [lo, hi).
-            if his[i] > hi:  # it also extends past hi: split off the tail
-                tail = hi - los[i]
-                los.insert(i + 1, hi)
-                his.insert(i + 1, his[i])
-                fos.insert(i + 1, fos[i] + tail)
-            his[i] = lo
-            if his[i] == los[i]:
-                del los[i], his[i], fos[i]
-                i -= 1
-        j = i + 1
-        k = j
-        while k < len(los) and his[k] <= hi:
-            k += 1  # fully covered segments
-        del los[j:k], his[j:k], fos[j:k]
-        if j < len(los) and los[j] < hi:  # partially covered: cut its head
-            cut = hi - los[j]
-            los[j] = hi
-            fos[j] += cut
-        los.insert(j, lo)
-        his.insert(j, hi)
-        fos.insert(j, fo)
+                self._resolve([order[x] for x in range(i, j)], los, his, fos)
+            i = j
+
+    def _emit(self, lo: int, hi: int, fo: int) -> None:
+        """Append a segment beyond all others, merged with the last one
+        when contiguous in both the logical file and the stream."""
+        slo, shi, sfo = self._lo, self._hi, self._fo
+        if slo and lo == shi[-1] and fo == sfo[-1] + (shi[-1] - slo[-1]):
+            shi[-1] = hi
+        else:
+            slo.append(lo)
+            shi.append(hi)
+            sfo.append(fo)
+
+    def _resolve(self, recs: list, los: array, his: array, fos: array) -> None:
+        """Overlapping records (indices in stream order = priority): sweep
+        their boundaries; each piece belongs to the latest record over it."""
+        import heapq
+
+        bounds = sorted({los[k] for k in recs} | {his[k] for k in recs})
+        starts = sorted(recs, key=los.__getitem__)
+        heap: list = []
+        nxt = 0
+        for a, b in zip(bounds, bounds[1:]):
+            while nxt < len(starts) and los[starts[nxt]] <= a:
+                heapq.heappush(heap, -starts[nxt])
+                nxt += 1
+            while heap and his[-heap[0]] <= a:
+                heapq.heappop(heap)  # ended before this piece
+            if heap:
+                k = -heap[0]
+                self._emit(a, b, fos[k] + (a - los[k]))
+
+    def written_bytes(self, lo: int, hi: int) -> int:
+        """How many bytes of the logical range ``[lo, hi)`` some record
+        wrote (the rest are holes that read as zeros)."""
+        los, his = self._lo, self._hi
+        i = max(bisect_right(los, lo) - 1, 0)
+        n = 0
+        while i < len(los) and los[i] < hi:
+            n += max(0, min(his[i], hi) - max(los[i], lo))
+            i += 1
+        return n
 
     @property
     def nsegments(self) -> int:

@@ -67,6 +67,7 @@ from dumpfilter.formats.kdump import (
     PAGE_DESC,
     SUB_HEADER,
 )
+from dumpfilter import limits
 from dumpfilter.readers.base import DumpHeaderInfo, DumpSource, byte_view
 from dumpfilter.readers.files import Preadable, open_preadable
 from dumpfilter.readers.flattened import FlattenedFile
@@ -81,7 +82,6 @@ _BITMAP_CACHE = 32  # cached bitmap sections (128 KiB)
 BATCH_PAGES = 1024  # pfns per internal read batch
 _RUN_GAP = 64 << 10  # coalesce page data reads across gaps up to this
 _RUN_MAX = 16 << 20
-_MAX_BLOB = 64 << 20  # notes / vmcoreinfo / eraseinfo larger than this are corrupt
 _VALID_PAGE_FLAGS = frozenset((0, FLAG_ZLIB, FLAG_LZO, FLAG_SNAPPY, FLAG_ZSTD))
 _CODEC_MODULES = {
     FLAG_ZLIB: "zlib",
@@ -175,6 +175,9 @@ class KdumpSource(DumpSource):
         max_mapnr = hdr.max_mapnr
         if version >= 6 and sub.max_mapnr_64:
             max_mapnr = sub.max_mapnr_64
+        # Physical memory within the widest address space (the dump's own
+        # MAX_PHYSMEM_BITS is in VMCOREINFO, read later and only if needed).
+        limits.check_phys_end(name, "max_mapnr", max_mapnr * bs, limits.DEFAULT_PHYS_BITS)
         self.max_pfn = max_mapnr
 
         # Bitmaps.
@@ -198,6 +201,14 @@ class KdumpSource(DumpSource):
                 f"{name}: bitmaps end at {self.desc_offset}, beyond the end of the file"
                 f" ({f.size} bytes)"
             )
+        if self.flattened:
+            # A flattened stream's logical file may have holes (they read as
+            # zeros): the bitmaps must be in the stream, not claimed by one
+            # record far away (the prefix count reads all of them).
+            held = self.file.written_bytes(self.bitmap2_offset, self.bitmap2_offset + need)
+            if held < need:
+                limits.fail(name, "max_mapnr", max_mapnr,
+                            f"needs a {need}-byte bitmap, the stream holds {held} bytes of it")
 
         # Pfn range held by this file.
         self.split = bool(version >= 2 and sub.split and not self.diskdump)
@@ -289,7 +300,7 @@ class KdumpSource(DumpSource):
             )
 
     def _blob(self, offset: int, size: int, what: str) -> bytes:
-        if offset < 0 or size > _MAX_BLOB:
+        if offset < 0 or size > limits.MAX_BLOB:
             raise CorruptDumpError(f"{self.path}: {what} at offset {offset}, size {size}: invalid")
         data = self.file.pread(offset, size) if offset + size <= self.file.size else b""
         if len(data) != size:

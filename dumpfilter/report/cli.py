@@ -25,6 +25,7 @@ Exit status:
 from __future__ import annotations
 
 import argparse
+import errno
 import json
 import os
 import struct
@@ -132,6 +133,30 @@ def _dumpfile(ctx, paths: List[str]) -> Dict:
     return {"files": [os.path.basename(p) for p in paths], "paths": list(paths), "tags": tags}
 
 
+#: pfns per bitmap chunk when counting present pages (128 KiB per chunk):
+#: memory stays bounded whatever the highest pfn.
+_COUNT_CHUNK = 1 << 20
+
+
+def _present_ram_pages(src) -> int:
+    """RAM pfns whose bit is set in the dump's page bitmap, counted chunk
+    by chunk over the RAM ranges only."""
+    from dumpfilter.formats.bitmap import ranges_to_bitmap
+
+    ranges = src.ram_pfn_ranges()
+    total = 0
+    for lo, hi in ranges:
+        for start in range(lo - lo % 8, hi, _COUNT_CHUNK):  # byte-aligned chunks
+            n = min(_COUNT_CHUNK, hi - start)
+            bm = bytearray((n + 7) // 8)
+            src.present_bitmap(start, n, bm)
+            ram_bm = bytearray(len(bm))
+            ranges_to_bitmap([(lo, hi)], start, n, ram_bm)  # this range only: no double count
+            both = (int.from_bytes(bm, "little") & int.from_bytes(ram_bm, "little"))
+            total += both.bit_count()
+    return total
+
+
 def _filtered(ctx, errors: List[str]) -> Dict:
     """Dump level and codec from the header; RAM pfns from the RAM map
     (1st bitmap / PT_LOADs), present pfns from the 2nd bitmap; excluded
@@ -146,11 +171,7 @@ def _filtered(ctx, errors: List[str]) -> Dict:
            "excluded_by_class": {}, "how": "", "errors": []}
     try:
         ram = sum(e - s for s, e in src.ram_pfn_ranges())
-        bm = bytearray((src.max_pfn + 7) // 8)
-        src.present_bitmap(0, src.max_pfn, bm)
-        ram_bm = bytearray(len(bm))
-        ranges_to_bitmap(src.ram_pfn_ranges(), 0, src.max_pfn, ram_bm)
-        present = (int.from_bytes(bm, "little") & int.from_bytes(ram_bm, "little")).bit_count()
+        present = _present_ram_pages(src)
         out.update(ram_pages=ram, present_pages=present, excluded_pages=ram - present)
     except DumpFilterError as e:
         out["errors"].append(f"page bitmaps unreadable: {e}")
@@ -405,6 +426,8 @@ def run(argv: Optional[List[str]] = None, stdout=None) -> int:
 
     stdout = stdout if stdout is not None else sys.stdout
     args = build_parser().parse_args(argv)
+    if stdout is None:  # started with file descriptor 1 closed
+        raise OSError(errno.EBADF, "standard output is closed: nowhere to write the report")
     if args.log_time:
         args.log = True
     chosen = {s for s in SECTIONS + EXTRA_SECTIONS if getattr(args, s, None) not in (None, False)}

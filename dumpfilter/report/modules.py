@@ -59,8 +59,19 @@ def _layout(btf) -> Dict[str, int]:
     return lay
 
 
-def module_symbols(ctx, kallsyms_ptr: int, lay) -> List[Tuple[str, int]]:
-    """(name, address) of a module's symbols (its ``mod_kallsyms``)."""
+#: KSYM_NAME_LEN (include/linux/kallsyms.h): no symbol name is longer, so a
+#: module's string table is at most this many bytes (+ NUL) per symbol.
+KSYM_NAME_LEN = 512
+#: Larger string tables are read name by name (128 bytes each).
+STRTAB_READ_MAX = 4 << 20
+
+
+def module_symbols(ctx, kallsyms_ptr: int, lay,
+                   errors: Optional[List[str]] = None) -> List[Tuple[str, int]]:
+    """(name, address) of a module's symbols (its ``mod_kallsyms``).
+    Symbols whose ``st_name`` lies beyond what a string table of ``num``
+    names can span are left out (and said in ``errors``): a size read from
+    dumped memory never sizes a read by itself."""
     symtab = ctx.u64(kallsyms_ptr + lay["symtab"])
     num = ctx.u32(kallsyms_ptr + lay["num_symtab"])
     strtab = ctx.u64(kallsyms_ptr + lay["strtab"])
@@ -68,8 +79,15 @@ def module_symbols(ctx, kallsyms_ptr: int, lay) -> List[Tuple[str, int]]:
         raise DumpFilterError(f"implausible num_symtab {num}")
     raw = ctx.read(symtab, num * ELF64_SYM)
     ents = [e for e in struct.iter_unpack("<IBBHQQ", raw) if e[0] and e[4]]
+    bound = num * (KSYM_NAME_LEN + 1)
+    bad = [e for e in ents if e[0] >= bound]
+    if bad:
+        ents = [e for e in ents if e[0] < bound]
+        if errors is not None:
+            errors.append(f"{len(bad)} symbols left out: st_name={bad[0][0]:#x} (and others) "
+                          f"beyond the {bound}-byte bound of a {num}-symbol string table")
     strings = b""
-    if ents:
+    if ents and max(e[0] for e in ents) + 128 <= STRTAB_READ_MAX:
         try:  # the whole string table in one read when it is all present
             strings = ctx.read(strtab, max(e[0] for e in ents) + 128)
         except FaultError:
@@ -117,7 +135,9 @@ def read_modules(ctx, with_symbols: bool = False) -> Dict:
                     try:
                         entry["nsyms"] = ctx.u32(ptr + lay["num_symtab"])
                         if with_symbols:
-                            entry["symbols"] = module_symbols(ctx, ptr, lay)
+                            sym_errors: List[str] = []
+                            entry["symbols"] = module_symbols(ctx, ptr, lay, sym_errors)
+                            errors.extend(f"{name}: {e}" for e in sym_errors)
                     except FaultError as e:
                         errors.append(f"{name}: symbol table not in the dump ({e})")
             if "init_base" in lay:

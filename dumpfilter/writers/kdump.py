@@ -18,7 +18,7 @@ from __future__ import annotations
 from dataclasses import dataclass, replace
 from typing import Optional, Tuple
 
-from dumpfilter._core import check, ffi, lib
+from dumpfilter._core import buf_len, check, ffi, lib, n_items
 from dumpfilter.formats.elfnotes import find_vmcoreinfo, prstatus_notes
 from dumpfilter.formats.kdump import (
     DISK_HEADER,
@@ -197,11 +197,13 @@ def pack_window(win, page_size: int, codec_flag: int, data_offset: int, zero_off
     out = bytearray(PAGE_DESC.size * win.npages)
     count = ffi.new("size_t *")
     end = ffi.new("int64_t *")
-    check(lib.df_pack_descriptors(win.mask, win.zero if win.zero is not None else ffi.NULL,
-                                  win.npages, win.sizes,
-                                  ref_offsets if ref_offsets is not None else ffi.NULL,
+    zero = win.zero if win.zero is not None else ffi.NULL
+    refs = ref_offsets if ref_offsets is not None else ffi.NULL
+    check(lib.df_pack_descriptors(win.mask, len(win.mask), zero, buf_len(zero), win.npages,
+                                  win.sizes, n_items(win.sizes), refs, n_items(refs),
                                   page_size, codec_flag, data_offset, zero_offset,
-                                  ffi.from_buffer(out, require_writable=True), count, end),
+                                  ffi.from_buffer(out, require_writable=True), len(out),
+                                  count, end),
           "packing page descriptors")
     stored = win.data if data is None else data
     if end[0] - data_offset != len(stored):

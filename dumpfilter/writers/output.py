@@ -15,37 +15,41 @@ from __future__ import annotations
 
 import os
 import stat
-from typing import Iterable, Optional, Tuple
+from typing import Iterable, Optional, Tuple, Union
 
-from dumpfilter.errors import OutputExistsError, UsageError
+from dumpfilter.errors import OutputExistsError, OutputRefusedError
 
 MODE = 0o600
 
 
-def _identity(path: str) -> Optional[Tuple[int, int]]:
+def _identity(src: Union[str, int]) -> Optional[Tuple[int, int]]:
+    """(st_dev, st_ino) of a path (through symbolic links) or an open fd."""
     try:
-        st = os.stat(path)
+        st = os.fstat(src) if isinstance(src, int) else os.stat(src)
     except OSError:
         return None
     return st.st_dev, st.st_ino
 
 
-def check_output_path(path: str, force: bool, inputs: Iterable[str] = ()) -> None:
-    """Refuse ``path`` if it is an input, not a regular file, or exists
-    without ``force``. Nothing is changed."""
+def check_output_path(path: str, force: bool, inputs: Iterable[Union[str, int]] = ()) -> None:
+    """Refuse ``path`` if it is an input (a path, or an open fd such as the
+    standard input of ``-R``), not a regular file, or exists without
+    ``force``. Nothing is changed."""
     try:
         st = os.stat(path)
     except FileNotFoundError:
         st = None
     except OSError as e:
-        raise UsageError(f"{path}: {e.strerror}") from None
+        raise OutputRefusedError(f"{path}: {e.strerror}") from None
     if st is not None:
         ident = (st.st_dev, st.st_ino)
         for src in inputs:
             if _identity(src) == ident:
-                raise UsageError(f"{path} is the input {src}; refusing to overwrite it")
+                what = "the standard input" if src == 0 else (
+                    f"input fd {src}" if isinstance(src, int) else f"the input {src}")
+                raise OutputRefusedError(f"{path} is {what}; refusing to overwrite it")
         if not stat.S_ISREG(st.st_mode):
-            raise UsageError(f"{path} exists and is not a regular file; refusing to overwrite it")
+            raise OutputRefusedError(f"{path} exists and is not a regular file; refusing to overwrite it")
         if not force:
             raise OutputExistsError(f"{path} already exists; use -f to overwrite it")
     elif os.path.islink(path) and not force:
@@ -59,7 +63,8 @@ class OutputFile:
     Use as a context manager: leaving the block with an exception removes
     the file unless ``keep()`` was called."""
 
-    def __init__(self, path: str, force: bool = False, inputs: Iterable[str] = ()):
+    def __init__(self, path: str, force: bool = False,
+                 inputs: Iterable[Union[str, int]] = ()):
         self.path = os.fspath(path)
         check_output_path(self.path, force, inputs)
         if force and os.path.lexists(self.path):
