@@ -11,7 +11,7 @@ Everything comes from VMCOREINFO, validated before use:
   backports): the VA size the MMU really used (``vabits_actual``), which
   differs from ``VA_BITS`` when a 52-bit kernel runs on a 48-bit CPU.
 * ``NUMBER(VMEMMAP_START)`` etc. (2369f171d5c5, "arm64: crash_core: Export
-  MODULES, VMALLOC, and VMEMMAP ranges", v5.19); not needed here: vmemmap
+  MODULES, VMALLOC, and VMEMMAP ranges", v5.18); not needed here: vmemmap
   addresses come from ``mem_section`` and are walked like any other.
 
 Linear map. Since 14c127c957c1 ("arm64: mm: Flip kernel VA space", v5.4)
