@@ -99,13 +99,18 @@ def real_oops():
         pytest.skip(f"no Oops capture: {e}")
 
 
-@pytest.mark.realdump
-@pytest.mark.parametrize("option", ["--bt", "--bt-all"])
-def test_real_oops_bt_equals_crash(real_oops, debug_vmlinux, option):
+@pytest.fixture(scope="module")
+def crash_oops_bt(real_oops, debug_vmlinux):
     from oracles import run_crash
 
     theirs = run_crash(debug_vmlinux, [real_oops], ["bt"]).splitlines()
-    theirs = theirs[next(i for i, ln in enumerate(theirs) if ln.startswith("PID: ")):]
+    return theirs[next(i for i, ln in enumerate(theirs) if ln.startswith("PID: ")):]
+
+
+@pytest.mark.realdump
+@pytest.mark.parametrize("option", ["--bt", "--bt-all"])
+def test_real_oops_bt_equals_crash(real_oops, crash_oops_bt, option):
+    theirs = crash_oops_bt
     buf = io.StringIO()
     assert cli.run([option, str(real_oops)], stdout=buf) == cli.EXIT_OK
     ours = buf.getvalue().split("\n\n")[0].splitlines()  # bt -a: the panic CPU's block first
