@@ -76,6 +76,9 @@ CASES = {
                                "physical address"),
     "PT_LOAD p_memsz=64 GiB": ("elf", lambda d: M.elf_set_phdr(d, _last_load(d), "p_memsz", 1 << 36),
                                "zero-filled"),
+    # found by tools/fuzz.py: pread() cannot take an offset past 2**63
+    "ELF e_phoff past 2**63": ("elf", lambda d: d[:32] + (0xFFFF000000000040).to_bytes(8, "little")
+                               + d[40:], "truncated"),
     "kdump max_mapnr_64=2**62": ("kdump", lambda d: M.kdump_set_sub(d, "max_mapnr_64", 1 << 62),
                                  "max_mapnr"),
     "flattened, 2**40 pfns claimed": ("flat", _huge_flat, "max_mapnr"),
