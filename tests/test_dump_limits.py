@@ -76,6 +76,9 @@ CASES = {
                                "physical address"),
     "PT_LOAD p_memsz=64 GiB": ("elf", lambda d: M.elf_set_phdr(d, _last_load(d), "p_memsz", 1 << 36),
                                "zero-filled"),
+    # found by tools/fuzz.py: pread() cannot take an offset past 2**63
+    "ELF e_phoff past 2**63": ("elf", lambda d: d[:32] + (0xFFFF000000000040).to_bytes(8, "little")
+                               + d[40:], "truncated"),
     "kdump max_mapnr_64=2**62": ("kdump", lambda d: M.kdump_set_sub(d, "max_mapnr_64", 1 << 62),
                                  "max_mapnr"),
     "flattened, 2**40 pfns claimed": ("flat", _huge_flat, "max_mapnr"),
@@ -110,3 +113,40 @@ def test_arm64_page_sizes_accepted():
     for bad in (0, 2048, 12288, 131072):
         with pytest.raises(VmcoreInfoError, match="PAGESIZE"):
             VmcoreInfo.parse(f"PAGESIZE={bad}\n".encode())
+
+
+def test_module_symbols_bound_st_name():
+    """64 changed bytes of a module's symbol table used to make the report
+    read max(st_name) + 128 bytes (4.2 GB); now such symbols are left out
+    and said, the others are kept, and no read is larger than the bound."""
+    import struct
+
+    from dumpfilter.report.modules import STRTAB_READ_MAX, module_symbols
+
+    sizes = []
+
+    class Ctx:
+        mem = {0x1000: struct.pack("<QIxxxxQ", 0x2000, 3, 0x3000),
+               0x2000: b"".join(struct.pack("<IBBHQQ", n, 0, 0, 1, 0xffffffffc0000000 + i, 0)
+                                for i, n in enumerate((1, 0xFFFFFF00, 5))),
+               0x3000: b"\0foo\0bar\0" + bytes(200)}
+
+        def read(self, addr, n):
+            sizes.append(n)
+            for base, data in self.mem.items():
+                if base <= addr and addr + n <= base + len(data):
+                    return data[addr - base:addr - base + n]
+            from dumpfilter.errors import FaultError
+            raise FaultError("not in the dump", addr)
+
+        def u64(self, addr):
+            return struct.unpack("<Q", self.read(addr, 8))[0]
+
+        def u32(self, addr):
+            return struct.unpack("<I", self.read(addr, 4))[0]
+
+    errors = []
+    syms = module_symbols(Ctx(), 0x1000, {"symtab": 0, "num_symtab": 8, "strtab": 16}, errors)
+    assert [name for name, _ in syms] == ["foo", "bar"]
+    assert len(errors) == 1 and "st_name=0xffffff00" in errors[0]
+    assert max(sizes) <= STRTAB_READ_MAX

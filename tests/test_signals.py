@@ -47,7 +47,7 @@ def test_signal_in_each_phase(qemu_elf, tmp_path, name, phase):
     step, level = PHASES[phase]
     out = tmp_path / "out"
     rc, err = _signal_during(qemu_elf, out, signum, step, level,
-                             0.0 if phase == "pass1" else 0.5)
+                             0.0 if phase == "pass1" else 0.05)
     assert "Traceback" not in err and "Error" not in err, err[-3000:]
     if phase == "pass1":
         # the signal arrived before pass 2 began (else the case is not the one named)

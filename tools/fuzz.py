@@ -344,23 +344,28 @@ def _alarm(seconds: float):
 
 
 def run(targets, corpus, execs=None, seconds=None, seed=0, slow=10.0, crashes=None,
-        report_every=60.0, out=sys.stdout):
+        report_every=60.0, out=sys.stdout, balance="count"):
     """Fuzz; returns {target: Counter(outcome)}; outcomes: "ok", "error"
     (a DumpFilterError), "finding:<ExceptionType>" and "finding:timeout"."""
     rng = random.Random(seed)
     counts = {t: collections.Counter() for t in targets}
+    spent = {t: 0.0 for t in targets}
     examples = {}
     with tempfile.TemporaryDirectory(dir="/dev/shm" if os.path.isdir("/dev/shm") else None) as td:
         tg = Targets(td)
         t0 = last = time.monotonic()
         i = 0
         while True:
-            if execs is not None and i >= execs * len(targets):
+            if execs is not None and all(sum(c.values()) >= execs for c in counts.values()):
                 break
             if seconds is not None and time.monotonic() - t0 >= seconds:
                 break
-            target = targets[i % len(targets)]
+            if balance == "time":  # equal CPU time: fast readers get more inputs
+                target = min(targets, key=spent.__getitem__)
+            else:
+                target = targets[i % len(targets)]
             i += 1
+            t_start = time.monotonic()
             seeds, hot = corpus[target]
             data = mutate(rng.choice(seeds), rng, hot)
             try:
@@ -377,6 +382,7 @@ def run(targets, corpus, execs=None, seconds=None, seed=0, slow=10.0, crashes=No
                 outcome = f"finding:{type(e).__name__}"
                 examples.setdefault((target, outcome), f"{type(e).__name__}: {e}"[:300])
             counts[target][outcome] += 1
+            spent[target] += time.monotonic() - t_start
             if outcome.startswith("finding") and crashes:
                 os.makedirs(crashes, exist_ok=True)
                 with open(os.path.join(crashes, f"{target}-{i}-{outcome[8:]}"), "wb") as f:
@@ -385,7 +391,10 @@ def run(targets, corpus, execs=None, seconds=None, seed=0, slow=10.0, crashes=No
             if now - last >= report_every:
                 last = now
                 print(f"[{now - t0:7.0f}s] " + "  ".join(
-                    f"{t}:{sum(c.values())}" for t, c in counts.items()), file=out, flush=True)
+                    f"{t}:{sum(c.values())}/{c['error']}/"
+                    f"{sum(v for k, v in c.items() if k.startswith('finding'))}"
+                    for t, c in counts.items()) + "  (execs/errors/findings)",
+                    file=out, flush=True)
     for (t, o), msg in sorted(examples.items()):
         print(f"example {t} {o}: {msg}", file=out)
     return counts
@@ -401,6 +410,8 @@ def main(argv=None) -> int:
     ap.add_argument("--seeds-from", action="append", default=[], metavar="PATH")
     ap.add_argument("--crashes", metavar="DIR")
     ap.add_argument("--report", type=float, default=60.0)
+    ap.add_argument("--balance", choices=["count", "time"], default="count",
+                    help="equal executions per target (default) or equal time")
     a = ap.parse_args(argv)
     if a.execs is None and a.seconds is None:
         a.execs = 200
@@ -408,7 +419,8 @@ def main(argv=None) -> int:
     with tempfile.TemporaryDirectory() as td:
         corpus = build_corpus(td, a.seeds_from)
         t0 = time.monotonic()
-        counts = run(targets, corpus, a.execs, a.seconds, a.seed, a.slow, a.crashes, a.report)
+        counts = run(targets, corpus, a.execs, a.seconds, a.seed, a.slow, a.crashes, a.report,
+                     balance=a.balance)
     total = time.monotonic() - t0
     bad = 0
     for t in targets:

@@ -87,7 +87,9 @@ class ElfSource(DumpSource):
 
     # -- parsing -------------------------------------------------------
     def _pread(self, size: int, offset: int) -> bytes:
-        data = os.pread(self._fd, size, offset)
+        # Header offsets are untrusted: beyond the file (or past 2**63,
+        # which pread cannot even take) is a truncated or corrupt dump.
+        data = os.pread(self._fd, size, offset) if 0 <= offset <= self._size - size else b""
         if len(data) != size:
             raise TruncatedDumpError(
                 f"{self.path}: truncated: needs {size} bytes at offset {offset:#x}, "

@@ -97,6 +97,8 @@ def _elf_mutations(data: bytes, rng: random.Random) -> Iterator[Case]:
     yield Case("vmcoreinfo PAGESIZE=1048576", M.elf_set_vmcoreinfo(data, {"PAGESIZE": "1048576"}))
     yield Case("vmcoreinfo NUMBER(MAX_PHYSMEM_BITS)=200",
                M.elf_set_vmcoreinfo(data, {"NUMBER(MAX_PHYSMEM_BITS)": "200"}))
+    for v in (1 << 63, (1 << 64) - 64, 1 << 40):
+        yield Case(f"e_phoff={v:#x}", data[:32] + v.to_bytes(8, "little") + data[40:])
     yield Case("e_phnum=0xffff", _set_u16(data, 56, 0xFFFF))
     yield Case("e_phnum=1000", _set_u16(data, 56, 1000))
 
