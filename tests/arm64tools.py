@@ -21,6 +21,7 @@ from typing import Sequence
 import pytest
 
 from conftest import cache_root, file_lock
+from debs import extract_member
 
 #: What Debian's arm64 crash 8.0.2 links against (its DT_NEEDED closure).
 CRASH_PACKAGES = ("crash", "libc6", "libgcc-s1", "liblzo2-2", "libncursesw6", "libsnappy1v5",
@@ -119,13 +120,7 @@ def debug_vmlinux() -> Path:
         if not debs:
             _download([f"{DBG_PACKAGE}={DBG_VERSION}"], base)
             debs = sorted(base.glob(f"{DBG_PACKAGE}_{DBG_VERSION}_arm64.deb"))
-        p1 = subprocess.Popen(["dpkg-deb", "--fsys-tarfile", str(debs[0])],
-                              stdout=subprocess.PIPE, stdin=subprocess.DEVNULL)
-        p2 = subprocess.run(["tar", "-x", "-C", str(base), DBG_MEMBER], stdin=p1.stdout,
-                            capture_output=True, text=True)
-        p1.stdout.close()
-        if p1.wait() != 0 or p2.returncode != 0 or not target.is_file():
-            raise RuntimeError(f"cannot extract {DBG_MEMBER} from {debs[0]}: {p2.stderr[-300:]}")
+        extract_member(debs[0], DBG_MEMBER, target)
         debs[0].unlink()  # 800 MB: keep only the vmlinux
     return target
 

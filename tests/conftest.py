@@ -28,6 +28,8 @@ from pathlib import Path
 
 import pytest
 
+from debs import extract_member
+
 REPO_ROOT = Path(__file__).resolve().parent.parent
 
 DBG_PACKAGE = "linux-image-6.1.0-56-amd64-dbg"
@@ -306,25 +308,7 @@ def get_debug_vmlinux() -> Path:
                     f"{DBG_PACKAGE} {DBG_VERSION} not available from the archive: "
                     + (" | ".join(msg[-3:]) or f"apt-get exit {r.returncode}")
                 )
-        deb = debs[0]
-        tmpdir = Path(tempfile.mkdtemp(prefix=".extract.", dir=dbgdir))
-        try:
-            p1 = subprocess.Popen(["dpkg-deb", "--fsys-tarfile", str(deb)],
-                                  stdout=subprocess.PIPE, stdin=subprocess.DEVNULL)
-            p2 = subprocess.run(["tar", "-x", "-C", str(tmpdir), DBG_MEMBER],
-                                stdin=p1.stdout, capture_output=True, text=True)
-            p1.stdout.close()
-            rc1 = p1.wait()
-            extracted = tmpdir / DBG_MEMBER.removeprefix("./")
-            if rc1 != 0 or p2.returncode != 0 or not extracted.is_file():
-                raise RuntimeError(
-                    f"extracting {DBG_MEMBER} from {deb} failed "
-                    f"(dpkg-deb rc={rc1}, tar rc={p2.returncode}): {p2.stderr.strip()}"
-                )
-            target.parent.mkdir(parents=True, exist_ok=True)
-            os.replace(extracted, target)
-        finally:
-            shutil.rmtree(tmpdir, ignore_errors=True)
+        extract_member(debs[0], DBG_MEMBER, target)
         for d in dbgdir.glob(f"{DBG_PACKAGE}_*.deb"):
             d.unlink()  # ~860 MB: only the vmlinux is needed
     return target

@@ -22,6 +22,8 @@ import tempfile
 import time
 from pathlib import Path
 
+from debs import extract_member
+
 KVER = "6.12.107+deb12-amd64"
 KVERSION = "6.12.107-1~deb12u1"
 KPKG = f"linux-image-{KVER}-unsigned"
@@ -85,19 +87,10 @@ def _download(pkg: str) -> Path:
 def _extract(deb: Path, member: str, out: Path) -> Path:
     if out.is_file():
         return out
-    tmp = Path(tempfile.mkdtemp(prefix=".x.", dir=cache()))
     try:
-        p1 = subprocess.Popen(["dpkg-deb", "--fsys-tarfile", str(deb)], stdout=subprocess.PIPE,
-                              stdin=subprocess.DEVNULL)
-        p2 = subprocess.run(["tar", "-x", "-C", str(tmp), member], stdin=p1.stdout,
-                            capture_output=True, text=True)
-        p1.stdout.close()
-        if p1.wait() != 0 or p2.returncode != 0:
-            raise Unavailable(f"extracting {member} from {deb.name} failed: {p2.stderr[-300:]}")
-        os.replace(tmp / member.removeprefix("./"), out)
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
-    return out
+        return extract_member(deb, member, out)
+    except RuntimeError as e:
+        raise Unavailable(str(e)) from None
 
 
 def debug_vmlinux() -> Path:
